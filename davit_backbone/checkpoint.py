@@ -1,0 +1,67 @@
+"""Loading checkpoint files safely on torch >= 2.6, in one place.
+
+torch >= 2.6 unpickles with ``weights_only=True`` by default, which refuses every class not on an allow-list.
+Checkpoints written by mmengine hold numpy arrays/scalars (in ``meta`` and ``message_hub``) and mmengine's
+``HistoryBuffer``; mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, so resume and test fail with
+``UnpicklingError: Weights only load failed``. Rather than turning the safety off (``weights_only=False`` executes
+arbitrary pickled code), we allow exactly the globals those checkpoints need. ``allow_checkpoint_globals()`` is
+called by the OpenMMLab adapters and the tools at import; ``load_file`` is what this package itself uses.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, List
+
+import torch
+
+__all__ = ['allow_checkpoint_globals', 'load_file', 'CHECKPOINT_GLOBALS']
+
+# module path -> attribute names. Only data containers, nothing callable with side effects.
+CHECKPOINT_GLOBALS = {
+    'numpy': ['ndarray', 'dtype'],
+    'numpy.core.multiarray': ['_reconstruct', 'scalar'],
+    'numpy._core.multiarray': ['_reconstruct', 'scalar'],
+    'numpy.dtypes': ['Float64DType', 'Float32DType', 'Float16DType', 'Int64DType', 'Int32DType', 'Int16DType',
+                     'Int8DType', 'UInt8DType', 'BoolDType', 'StrDType', 'ObjectDType'],
+    'mmengine.logging.history_buffer': ['HistoryBuffer'],
+    'collections': ['OrderedDict', 'defaultdict'],
+    'builtins': ['set', 'slice'],
+    'argparse': ['Namespace'],  # timm's train.py stores its args in checkpoints
+}
+
+_installed = False
+
+
+def _resolve_globals() -> List[Any]:
+    found = []
+    for module, names in CHECKPOINT_GLOBALS.items():
+        try:
+            mod = importlib.import_module(module)
+        except Exception:  # numpy 1 vs 2 naming, mmengine absent: skip what does not exist here
+            continue
+        found += [getattr(mod, n) for n in names if hasattr(mod, n)]
+    return found
+
+
+def allow_checkpoint_globals() -> None:
+    """Adds the checkpoint globals to torch's weights-only allow-list (idempotent)."""
+    global _installed
+    if _installed or not hasattr(torch.serialization, 'add_safe_globals'):
+        return
+    torch.serialization.add_safe_globals(_resolve_globals())
+    _installed = True
+
+
+def load_file(path: str, map_location='cpu'):
+    """``torch.load`` with weights_only=True and the allow-list above; a clear error for a missing or foreign file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path!r}')
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file as load_safetensors
+        return load_safetensors(path, device=str(map_location))
+    allow_checkpoint_globals()
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle errors come in many types; name the file and the cause
+        raise RuntimeError(f'could not load checkpoint {path!r}: {type(e).__name__}: {e}') from e

@@ -1,0 +1,151 @@
+"""Checkpoint keys from every DaViT source -> this package's keys.
+
+Sources, detected from the keys themselves:
+- ``official``: the paper's release (github.com/dingmyu/davit): ``patch_embeds.*``, ``main_blocks.i.j.{0,1}.cpe.{0,1}``,
+  ``norms`` + ``head`` (classifier), ``norm{i}`` (its detection/segmentation backbone).
+- ``timm``: ``davit_*`` models: ``stem.*``, ``stages.i.blocks.j.{0,1}.*``, ``head.norm``/``head.fc``
+  (the Florence-2 ``*_fl`` variants name blocks ``spatial_block``/``channel_block``, as we do).
+- ``mmpretrain``: ``DaViT`` backbone (+ ``ImageClassifier`` wrapper): ``patch_embed.projection``,
+  ``attn.w_msa.qkv``, ``ffn.layers.*``, and each stage's downsample stored at the *end* of the previous stage.
+- ``ours``: identity.
+
+Wrappers are stripped: ``state_dict``/``model``/``module`` dicts, ``module.`` (DDP) prefixes, and the ``backbone.``
+prefix of whole OpenMMLab models (their necks and heads are dropped, except a classifier's ``head.fc``).
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from typing import Dict, Mapping, Tuple
+
+import torch
+
+__all__ = ['convert_state_dict', 'detect_format', 'unwrap_state_dict', 'to_official', 'CheckpointFormatError',
+           'OUR_KEY_PATTERN']
+
+
+class CheckpointFormatError(ValueError):
+    """The checkpoint is not a DaViT checkpoint in any known layout."""
+
+
+_SUB = r'(?:cpe1\.proj|cpe2\.proj|norm1|norm2|attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)'
+OUR_KEY_PATTERN = re.compile(
+    r'^(?:stem\.(?:conv|norm)'
+    r'|stages\.\d+\.downsample\.(?:norm|conv)'
+    rf'|stages\.\d+\.blocks\.\d+\.(?:spatial_block|channel_block)\.{_SUB}'
+    r'|head\.(?:norm|fc)'
+    r'|norm\d+)\.(?:weight|bias)$')
+
+
+def unwrap_state_dict(obj) -> Dict[str, torch.Tensor]:
+    """Finds the tensor dict inside a checkpoint object and strips DDP / OpenMMLab model prefixes."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointFormatError(f'expected a dict of tensors (a state dict), got {type(obj).__name__}')
+    for key in ('state_dict', 'model', 'module', 'state_dict_ema', 'model_ema'):
+        if key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    sd = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
+                     for k, v in obj.items() if isinstance(v, torch.Tensor))
+    if not sd:
+        raise CheckpointFormatError('the checkpoint holds no tensors')
+    if any(k.startswith('backbone.') for k in sd):
+        # A whole OpenMMLab model: keep its backbone, and a classifier's final Linear (mmpretrain LinearClsHead).
+        sd = OrderedDict([(k[len('backbone.'):], v) for k, v in sd.items() if k.startswith('backbone.')]
+                         + [(k, v) for k, v in sd.items() if k.startswith('head.fc.')])
+    return sd
+
+
+def detect_format(sd: Mapping[str, torch.Tensor]) -> str:
+    keys = list(sd)
+    if any(k.startswith(('patch_embeds.', 'main_blocks.')) for k in keys):
+        return 'official'
+    if any(k.startswith('patch_embed.projection') or '.w_msa.' in k or '.ffn.layers.' in k for k in keys):
+        return 'mmpretrain'
+    if any(re.match(r'stages[._]\d+\.blocks\.\d+\.[01]\.', k) for k in keys):
+        return 'timm'
+    if any(k.startswith('stem.conv.') or '.spatial_block.' in k for k in keys):
+        return 'ours'
+    raise CheckpointFormatError(
+        'not a DaViT checkpoint: no key looks like the official release, timm, mmpretrain or mmdavit '
+        f'(first keys: {keys[:5]})')
+
+
+def _from_official(k: str) -> str:
+    k = re.sub(r'^patch_embeds\.0\.proj\.', 'stem.conv.', k)
+    k = re.sub(r'^patch_embeds\.0\.norm\.', 'stem.norm.', k)
+    k = re.sub(r'^patch_embeds\.(\d+)\.proj\.', r'stages.\1.downsample.conv.', k)
+    k = re.sub(r'^patch_embeds\.(\d+)\.norm\.', r'stages.\1.downsample.norm.', k)
+    k = re.sub(r'^main_blocks\.(\d+)\.(\d+)\.0\.', r'stages.\1.blocks.\2.spatial_block.', k)
+    k = re.sub(r'^main_blocks\.(\d+)\.(\d+)\.1\.', r'stages.\1.blocks.\2.channel_block.', k)
+    k = k.replace('.cpe.0.', '.cpe1.').replace('.cpe.1.', '.cpe2.')
+    k = re.sub(r'^norms\.', 'head.norm.', k)
+    k = re.sub(r'^head\.(weight|bias)$', r'head.fc.\1', k)
+    return k
+
+
+def _from_timm(k: str) -> str:
+    k = re.sub(r'^stages_(\d+)\.', r'stages.\1.', k)  # features_only models flatten the stage list
+    k = re.sub(r'^(stages\.\d+\.blocks\.\d+)\.0\.', r'\1.spatial_block.', k)
+    return re.sub(r'^(stages\.\d+\.blocks\.\d+)\.1\.', r'\1.channel_block.', k)
+
+
+def _from_mmpretrain(k: str) -> str:
+    k = k.replace('patch_embed.projection.', 'stem.conv.').replace('patch_embed.norm.', 'stem.norm.')
+    # mmpretrain keeps the downsample that *enters* stage i+1 at the end of stage i
+    m = re.match(r'^stages\.(\d+)\.downsample\.(projection|norm)\.(.*)$', k)
+    if m:
+        return f'stages.{int(m.group(1)) + 1}.downsample.{"conv" if m.group(2) == "projection" else "norm"}.' \
+               f'{m.group(3)}'
+    k = k.replace('.attn.w_msa.', '.attn.')
+    k = k.replace('.ffn.layers.0.0.', '.mlp.fc1.').replace('.ffn.layers.1.', '.mlp.fc2.')
+    return k
+
+
+_CONVERTERS = {'official': _from_official, 'timm': _from_timm, 'mmpretrain': _from_mmpretrain,
+               'ours': lambda k: k}
+
+
+def convert_state_dict(checkpoint, return_format: bool = False):
+    """Any DaViT checkpoint (object or state dict) -> state dict with this package's keys.
+
+    Raises:
+        CheckpointFormatError: when the source cannot be recognised, or some of its keys map to nothing we know
+            (the message lists them), so that a wrong file never loads half-way.
+    """
+    sd = unwrap_state_dict(checkpoint)
+    fmt = detect_format(sd)
+    convert = _CONVERTERS[fmt]
+    out = OrderedDict((convert(k), v) for k, v in sd.items())
+    unknown = [k for k in out if not OUR_KEY_PATTERN.match(k)]
+    if unknown:
+        raise CheckpointFormatError(
+            f'{len(unknown)} key(s) of this {fmt}-format checkpoint map to no DaViT parameter, e.g. {unknown[:8]}. '
+            'Is it a DaViT checkpoint? Supported: the official release, timm davit_*, mmpretrain DaViT, mmdavit.')
+    return (out, fmt) if return_format else out
+
+
+def to_official(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Our keys -> the official release's keys (the inverse of ``_from_official``), for exporting and testing."""
+    out = OrderedDict()
+    for k, v in sd.items():
+        o = re.sub(r'^stem\.conv\.', 'patch_embeds.0.proj.', k)
+        o = re.sub(r'^stem\.norm\.', 'patch_embeds.0.norm.', o)
+        o = re.sub(r'^stages\.(\d+)\.downsample\.conv\.', r'patch_embeds.\1.proj.', o)
+        o = re.sub(r'^stages\.(\d+)\.downsample\.norm\.', r'patch_embeds.\1.norm.', o)
+        o = re.sub(r'^stages\.(\d+)\.blocks\.(\d+)\.spatial_block\.', r'main_blocks.\1.\2.0.', o)
+        o = re.sub(r'^stages\.(\d+)\.blocks\.(\d+)\.channel_block\.', r'main_blocks.\1.\2.1.', o)
+        o = o.replace('.cpe1.', '.cpe.0.').replace('.cpe2.', '.cpe.1.')
+        o = re.sub(r'^head\.norm\.', 'norms.', o)
+        o = re.sub(r'^head\.fc\.', 'head.', o)
+        out[o] = v
+    return out
+
+
+def split_for_model(sd: Mapping[str, torch.Tensor], model) -> Tuple[Dict[str, torch.Tensor], list]:
+    """Drops what a model of this kind cannot hold: the classifier head for a dense backbone, the dense output
+    norms for a classifier. Returns (state dict to load, dropped keys)."""
+    dense = not getattr(model, 'is_classifier', False)
+    drop_prefix = ('head.',) if dense else tuple(f'norm{i}.' for i in range(8))
+    kept = OrderedDict((k, v) for k, v in sd.items() if not k.startswith(drop_prefix))
+    return kept, [k for k in sd if k.startswith(drop_prefix)]

@@ -1,0 +1,16 @@
+import os
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for p in (ROOT, os.path.join(ROOT, 'tests')):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def seed():
+    torch.manual_seed(0)

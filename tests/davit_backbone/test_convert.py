@@ -1,0 +1,110 @@
+import pytest
+import torch
+
+from davit_backbone import CheckpointFormatError, DaViT, convert_state_dict, detect_format, load_pretrained
+from davit_backbone import to_official
+from helpers import randomize_norms
+
+timm = pytest.importorskip('timm')
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
+def test_timm_logits_match(seed, arch):
+    ref = randomize_norms(timm.create_model(f'davit_{arch}')).eval()
+    ours = DaViT(arch, num_classes=1000).eval()
+    sd, fmt = convert_state_dict(ref.state_dict(), return_format=True)
+    assert fmt == 'timm'
+    ours.load_state_dict(sd, strict=True)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        diff = (ours(x) - ref(x)).abs().max().item()
+    assert diff < 1e-4, diff
+
+
+def test_timm_odd_size_features_match(seed):
+    """timm pads exactly as the official code; compare the last stage at a size no stride divides."""
+    ref = randomize_norms(timm.create_model('davit_tiny')).eval()
+    ours = DaViT('tiny', num_classes=1000).eval()
+    ours.load_state_dict(convert_state_dict(ref.state_dict()))
+    x = torch.randn(1, 3, 97, 131)
+    with torch.no_grad():
+        a = ours.forward_features(x).permute(0, 3, 1, 2)
+        b = ref.forward_features(x)
+    assert a.shape == b.shape and (a - b).abs().max() < 1e-4
+
+
+def test_timm_features_only_checkpoint_converts():
+    ref = timm.create_model('davit_tiny', features_only=True)
+    sd = convert_state_dict(ref.state_dict())
+    missing, unexpected = DaViT('tiny').load_state_dict(sd, strict=False)
+    assert unexpected == [] and sorted(missing) == sorted(f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias'))
+
+
+def test_official_layout_round_trip(seed):
+    """The official release's naming, produced by inverting the converter, maps back to the same tensors and
+    gives the same logits; also its wrappers ('model', 'module.')."""
+    ours = randomize_norms(DaViT('tiny', num_classes=1000)).eval()
+    official = to_official(ours.state_dict())
+    assert any(k.startswith('main_blocks.2.1.0.cpe.1.proj') for k in official)
+    assert 'norms.weight' in official and 'head.weight' in official
+    wrapped = {'model': {'module.' + k: v for k, v in official.items()}, 'epoch': 300}
+    sd, fmt = convert_state_dict(wrapped, return_format=True)
+    assert fmt == 'official'
+    again = DaViT('tiny', num_classes=1000).eval()
+    again.load_state_dict(sd, strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(again(x), ours(x))
+
+
+def test_official_dense_norms_map_through():
+    dense = DaViT('tiny')
+    sd = convert_state_dict(to_official(dense.state_dict()))
+    assert set(sd) == set(dense.state_dict())
+
+
+def test_whole_openmmlab_model_keeps_backbone_only():
+    ours = DaViT('tiny')
+    sd = {'state_dict': {**{'backbone.' + k: v for k, v in ours.state_dict().items()},
+                         'neck.lateral_convs.0.conv.weight': torch.zeros(1), 'meta': torch.zeros(1)}}
+    assert set(convert_state_dict(sd)) == set(ours.state_dict())
+
+
+def test_wrong_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointFormatError, match='not a DaViT checkpoint'):
+        convert_state_dict({'conv1.weight': torch.zeros(1), 'fc.weight': torch.zeros(1)})
+    with pytest.raises(CheckpointFormatError, match='map to no DaViT parameter'):
+        convert_state_dict({'stem.conv.weight': torch.zeros(1), 'layer1.0.conv1.weight': torch.zeros(1)})
+    with pytest.raises(CheckpointFormatError, match='no tensors'):
+        convert_state_dict({'epoch': 3})
+    # a tiny checkpoint into a base model: shapes differ, nothing is loaded half-way
+    base = DaViT('base')
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    with pytest.raises(CheckpointFormatError, match='other shapes'):
+        load_pretrained(base, DaViT('tiny').state_dict())
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(FileNotFoundError, match='not found'):
+        load_pretrained(base, str(tmp_path / 'nope.pth'))
+
+
+def test_load_pretrained_file_drops_classifier_for_dense(tmp_path, seed):
+    clf = DaViT('tiny', num_classes=1000)
+    path = tmp_path / 'clf.pth'
+    torch.save({'state_dict': clf.state_dict()}, path)
+    dense = DaViT('tiny')
+    report = load_pretrained(dense, str(path))
+    assert report['format'] == 'ours' and any(k.startswith('head.') for k in report['dropped'])
+    assert sorted(report['missing']) == sorted(f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias'))
+    assert torch.equal(dense.stem.conv.weight, clf.stem.conv.weight)
+
+
+def test_timm_registry_names():
+    import davit_backbone  # noqa: F401
+    assert {'DaViT_tiny', 'DaViT_small', 'DaViT_base'} <= set(timm.list_models('DaViT_*'))
+    m = timm.create_model('DaViT_tiny', num_classes=10, drop_path_rate=0.2)
+    assert isinstance(m, DaViT) and m.num_classes == 10
+    assert timm.data.resolve_data_config({}, model=m)['interpolation'] == 'bicubic'
+
+
+def test_detect_format_names():
+    assert detect_format(DaViT('tiny').state_dict()) == 'ours'
+    assert detect_format(timm.create_model('davit_tiny').state_dict()) == 'timm'
