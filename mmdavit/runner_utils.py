@@ -1,0 +1,195 @@
+"""What tools/train.py and tools/test.py share: config loading with the original release's overrides, early
+checks that fail before anything is written, the CPU (gloo) distributed path, and checkpoints of any format."""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import sys
+from typing import Iterable, List, Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config, DictAction
+
+from davit_backbone import CheckpointFormatError, convert_state_dict
+
+TASK_PACKAGES = {'mmdet': 'mmdet_davit', 'mmseg': 'mmseg_davit', 'mmpretrain': 'mmcls_davit'}
+TOY_HINTS = {
+    'mmdet': 'python tools/make_toy_data.py coco data/toy_coco',
+    'mmseg': 'python tools/make_toy_data.py ade data/toy_ade',
+    'mmpretrain': 'python tools/make_toy_data.py imagenet data/toy_imagenet',
+}
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit code 2, nothing written."""
+
+
+def add_common_args(parser) -> None:
+    parser.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
+    parser.add_argument('--cfg-options', '--options', nargs='+', action=DictAction, dest='cfg_options',
+                        help='override config keys, e.g. model.backbone.drop_path_rate=0.2 '
+                             '(--options is the original release\'s name for it)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse_suppress())
+
+
+def argparse_suppress():
+    import argparse
+    return argparse.SUPPRESS
+
+
+def load_config(path: str, cfg_options: Optional[dict], work_dir: Optional[str]) -> Config:
+    if not osp.isfile(path):
+        raise UserError(f'config file not found: {path!r} (configs live under configs/mmdet, configs/mmseg, '
+                        'configs/mmcls and configs/toy)')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    scope = cfg.get('default_scope')
+    if scope not in TASK_PACKAGES:
+        raise UserError(f'{path}: default_scope must be one of {sorted(TASK_PACKAGES)}, got {scope!r}')
+    _import_task(scope)
+    _map_legacy_pretrained(cfg)
+    if work_dir:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def _import_task(scope: str) -> None:
+    import importlib
+    import mmdavit  # noqa: F401  (checkpoint allow-list, mmdavit scope)
+    importlib.import_module(TASK_PACKAGES[scope])
+
+
+def _map_legacy_pretrained(cfg: Config) -> None:
+    """``model.pretrained=PATH`` (mmdet 2.x / the original release) -> the backbone's Pretrained init_cfg."""
+    pretrained = cfg.model.pop('pretrained', None)
+    if pretrained:
+        cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+
+
+def _dataset_cfgs(cfg: Config, phases: Iterable[str]) -> List[dict]:
+    out = []
+    for phase in phases:
+        loader = cfg.get(f'{phase}_dataloader')
+        if not loader:
+            continue
+        ds = loader.get('dataset', {})
+        stack = [ds]
+        while stack:  # RepeatDataset / ConcatDataset / ClassBalancedDataset wrap their datasets
+            d = stack.pop()
+            if 'dataset' in d:
+                stack.append(d['dataset'])
+            elif 'datasets' in d:
+                stack.extend(d['datasets'])
+            else:
+                out.append(d)
+    return out
+
+
+def check_datasets(cfg: Config, phases: Iterable[str]) -> None:
+    """Fails before the Runner makes its work dir when a dataset folder or annotation file is missing."""
+    scope = cfg.get('default_scope')
+    for ds in _dataset_cfgs(cfg, phases):
+        root = ds.get('data_root') or ''
+        paths = []
+        if ds.get('ann_file'):
+            paths.append(osp.join(root, ds['ann_file']))
+        prefix = ds.get('data_prefix') or {}
+        if isinstance(prefix, dict):
+            paths += [osp.join(root, p) for p in prefix.values() if isinstance(p, str) and p]
+        elif isinstance(prefix, str):
+            paths.append(osp.join(root, prefix))
+        if root and not paths:
+            paths.append(root)
+        for p in paths:
+            if p and '://' not in p and not osp.exists(p):
+                raise UserError(
+                    f'dataset path not found: {p!r} (data_root={root!r}). Put the dataset there (see the README\'s '
+                    f'data layout), point data_root elsewhere with --cfg-options, or make the small toy set: '
+                    f'{TOY_HINTS.get(scope, "")}')
+
+
+def setup_distributed(cfg: Config, launcher: str) -> None:
+    """Makes ``launcher='pytorch'`` work on CPU-only machines too.
+
+    mmengine's init_dist calls ``torch.cuda.set_device``, which fails without a GPU. On CPU we create the gloo
+    process group ourselves (mmengine then sees an initialised group and skips init_dist) and wrap the model in
+    DDP without device ids.
+    """
+    cfg.launcher = launcher
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher != 'pytorch':
+        raise UserError(f'launcher {launcher!r} needs GPUs; on CPU use tools/dist_train.sh (torchrun, gloo)')
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.env_cfg = cfg.get('env_cfg', {})
+    cfg.env_cfg['dist_cfg'] = dict(backend='gloo')
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def build_runner(cfg: Config):
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+
+
+def _is_whole_model_state(sd: dict, model) -> bool:
+    own = set(model.state_dict())
+    return len(set(sd) & own) >= 0.5 * len(own)
+
+
+def load_model_checkpoint(model, path: str, logger=None) -> str:
+    """Loads ``path`` into a whole task model. An mmengine checkpoint of this model loads as is; a bare DaViT
+    checkpoint in any format (official, timm, mmpretrain) goes into ``model.backbone`` (and a classifier's Linear
+    into ``model.head.fc``). Returns the format that was loaded."""
+    from mmengine.runner.checkpoint import CheckpointLoader, load_state_dict
+    if not osp.isfile(path) and '://' not in path:
+        raise UserError(f'checkpoint file not found: {path!r}')
+    obj = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    sd = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
+    inner = getattr(model, 'module', model)
+    if isinstance(sd, dict) and _is_whole_model_state({k.replace('module.', '', 1): v for k, v in sd.items()},
+                                                      inner):
+        load_state_dict(inner, {k.replace('module.', '', 1): v for k, v in sd.items()}, strict=False,
+                        logger=logger)
+        return 'mmengine'
+    try:
+        ours, fmt = convert_state_dict(obj, return_format=True)
+    except CheckpointFormatError as e:
+        raise UserError(f'{path}: neither a checkpoint of this model nor a DaViT checkpoint: {e}') from None
+    backbone = {k: v for k, v in ours.items() if not k.startswith('head.fc.')}
+    head = {k[len('head.'):]: v for k, v in ours.items() if k.startswith('head.fc.')}
+    from davit_backbone import load_pretrained
+    load_pretrained(inner.backbone, backbone, log=(logger.info if logger else print))
+    if head:
+        if not hasattr(inner, 'head') or not hasattr(inner.head, 'fc'):
+            raise UserError(f'{path}: has a classifier head but the model has no head.fc to take it')
+        inner.head.load_state_dict(head, strict=False)
+    return fmt
+
+
+def run_main(main) -> None:
+    """Runs a tool's main, turning UserError into one clear line and exit code 2."""
+    try:
+        main()
+    except UserError as e:
+        print(f'error: {e}', file=sys.stderr)
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        sys.exit(2)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def local_rank_env(args) -> None:
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
