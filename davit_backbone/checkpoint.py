@@ -33,6 +33,20 @@ CHECKPOINT_GLOBALS = {
 _installed = False
 
 
+def _history_buffer_getattr(obj, name):
+    """Stands in for ``builtins.getattr`` while unpickling: mmengine pickles HistoryBuffer statistics as bound methods
+    (``getattr(buffer, 'min')``). Allowing the real getattr would hand any pickle arbitrary attribute access; this
+    one resolves public attributes of the HistoryBuffer class and its objects only."""
+    import pickle
+    try:
+        from mmengine.logging.history_buffer import HistoryBuffer
+    except Exception:  # pragma: no cover - without mmengine nothing legitimate pickles getattr
+        HistoryBuffer = ()
+    if (obj is HistoryBuffer or isinstance(obj, HistoryBuffer)) and isinstance(name, str) and not name.startswith('_'):
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(f'checkpoint asks for getattr({type(obj).__name__}, {name!r}); refused')
+
+
 def _resolve_globals() -> List[Any]:
     found = []
     for module, names in CHECKPOINT_GLOBALS.items():
@@ -49,7 +63,8 @@ def allow_checkpoint_globals() -> None:
     global _installed
     if _installed or not hasattr(torch.serialization, 'add_safe_globals'):
         return
-    torch.serialization.add_safe_globals(_resolve_globals())
+    torch.serialization.add_safe_globals(_resolve_globals() + [
+        (_history_buffer_getattr, 'builtins.getattr'), (_history_buffer_getattr, '__builtin__.getattr')])
     _installed = True
 
 

@@ -155,7 +155,8 @@ def load_model_checkpoint(model, path: str, logger=None) -> str:
         raise UserError(f'checkpoint file not found: {path!r}')
     obj = CheckpointLoader.load_checkpoint(path, map_location='cpu')
     sd = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
-    inner = getattr(model, 'module', model)
+    from mmengine.model import is_model_wrapper
+    inner = model.module if is_model_wrapper(model) else model
     if isinstance(sd, dict) and _is_whole_model_state({k.replace('module.', '', 1): v for k, v in sd.items()},
                                                       inner):
         load_state_dict(inner, {k.replace('module.', '', 1): v for k, v in sd.items()}, strict=False,

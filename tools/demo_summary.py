@@ -9,7 +9,8 @@ from PIL import Image
 
 
 def main(kind, work_dir, train_seconds):
-    drawn = sorted(glob.glob(os.path.join(work_dir, '**', 'vis', '*.*'), recursive=True))
+    # mmdet draws into <work_dir>/<timestamp>/vis, mmseg into <work_dir>/vis/vis_data/vis_image
+    drawn = sorted(glob.glob(os.path.join(work_dir, '**', 'vis', '**', '*.*'), recursive=True))
     drawn = [p for p in drawn if p.lower().endswith(('.jpg', '.png'))]
     if not drawn:
         print(f'error: no drawn predictions under {work_dir}', file=sys.stderr)

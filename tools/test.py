@@ -50,7 +50,7 @@ def _apply_show_dir(cfg, show_dir):
     if scope == 'mmdet':
         hook.update(draw=True, test_out_dir=show_dir)
     elif scope == 'mmseg':
-        hook.update(draw=True)
+        hook.update(draw=True, interval=1)  # its default draws every 50th image only
         cfg.visualizer['save_dir'] = show_dir if os.path.isabs(show_dir) else os.path.join(cfg.work_dir, show_dir)
     else:
         hook.update(enable=True, out_dir=show_dir)
@@ -86,7 +86,8 @@ def main():
             raise ru.UserError('--out must name a .pkl or .pickle file')
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    target = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    from mmengine.model import is_model_wrapper
+    target = runner.model.module if is_model_wrapper(runner.model) else runner.model
     if args.tta:
         target = target.module  # the TTA wrapper holds the model as .module
     fmt = ru.load_model_checkpoint(target, args.checkpoint, logger=runner.logger)

@@ -2,6 +2,7 @@
 _base_ = '../mmcls/davit-tiny_8xb128_in1k.py'
 
 data_root = 'data/toy_imagenet'
+data_preprocessor = dict(num_classes=3)  # mmpretrain one-hot-encodes labels (label smoothing) to this size
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=64, crop_ratio_range=(0.6, 1.0), backend='pillow', interpolation='bicubic'),

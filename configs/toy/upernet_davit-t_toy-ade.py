@@ -27,7 +27,9 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
-_ds = dict(type='ADE20KDataset', data_root=data_root, metainfo=metainfo, reduce_zero_label=True)
+# ADE20KDataset only accepts subsets of its 150 names; BaseSegDataset reads the same layout with our own classes
+_ds = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo, reduce_zero_label=True,
+           img_suffix='.jpg', seg_map_suffix='.png')
 train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
                         dataset=dict(_ds, data_prefix=dict(img_path='images/training',
                                                            seg_map_path='annotations/training'),

@@ -1,0 +1,35 @@
+"""The weights-only allow-list: mmengine checkpoints load, nothing executable does."""
+import numpy as np
+import pytest
+import torch
+
+from davit_backbone import allow_checkpoint_globals, load_file
+
+
+class _GetattrOnStr:
+    def __reduce__(self):
+        return getattr, ('text', 'upper')  # a pickle asking the loader for an arbitrary attribute
+
+
+def test_numpy_payloads_load_weights_only(tmp_path):
+    allow_checkpoint_globals()
+    path = tmp_path / 'np.pth'
+    torch.save({'meta': {'seed': np.int64(3), 'hist': np.arange(4.0)}, 'w': torch.ones(2)}, path)
+    ck = torch.load(path)  # torch's default is weights_only=True
+    assert ck['meta']['seed'] == 3 and ck['meta']['hist'].sum() == 6
+
+
+def test_history_buffer_loads_and_other_getattr_is_refused(tmp_path):
+    mmengine = pytest.importorskip('mmengine')
+    from mmengine.logging import MessageHub
+    allow_checkpoint_globals()
+    hub = MessageHub('t')
+    hub.update_scalar('train/loss', 1.5)
+    hub.get_scalar('train/loss').min()  # populates the statistics that pickle as getattr(HistoryBuffer, 'min')
+    path = tmp_path / 'hub.pth'
+    torch.save({'message_hub': hub.state_dict()}, path)
+    assert load_file(str(path))['message_hub']['log_scalars']['train/loss'].min() == 1.5
+    evil = tmp_path / 'evil.pth'
+    torch.save({'x': _GetattrOnStr()}, evil)
+    with pytest.raises(RuntimeError, match='refused'):
+        load_file(str(evil))
