@@ -85,7 +85,12 @@ fi
 # mmcv's own runtime deps (addict, yapf, ...) without letting pip rebuild it:
 "${PIP[@]}" -r "$ROOT/requirements/mminstall.txt" -r "$ROOT/requirements/optional.txt" -r "$ROOT/requirements/tests.txt" \
   -c "$ROOT/requirements/runtime.txt" -c "$ROOT/requirements/build.txt" --find-links "$WHEEL_DIR"
-"${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+# Editable install the way OpenMMLab projects (and `mim install -e .`) do it: a legacy `setup.py develop` egg-link,
+# so the distribution's location is the repo and mim finds mmdavit/.mim (configs, tools, model-index.yml).
+# setuptools >= 64 would make a PEP 660 install that mim cannot locate; setuptools 80 is put back right after.
+"${PIP[@]}" 'setuptools<64'
+"${PIP[@]}" --no-deps --no-build-isolation --no-use-pep517 -e "$ROOT"
+"${PIP[@]}" -r "$ROOT/requirements/build.txt"
 
 "$PY" - <<'EOF'
 import mmcv, mmcv.ops, mmdet, mmseg, mmpretrain, mmengine, torch, torchvision, timm

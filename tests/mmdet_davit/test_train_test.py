@@ -20,7 +20,8 @@ def trained(tmp_path_factory):
     wd = str(tmp_path_factory.mktemp('det'))
     r = python_tool('tools/train.py', CFG, '--work-dir', wd, '--cfg-options', *SMALL,
                     'train_cfg.max_epochs=4', 'train_cfg.val_interval=4', 'default_hooks.checkpoint.interval=2',
-                    'optim_wrapper.optimizer.lr=1e-3', 'param_scheduler=[]')
+                    'default_hooks.checkpoint.max_keep_ckpts=3',
+                    'optim_wrapper.optimizer.lr=2e-4', 'param_scheduler=[]')
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return wd
 
@@ -29,7 +30,7 @@ def test_loss_goes_down_and_evaluation_finishes(trained):
     records = scalars(trained)
     losses = [r['loss'] for r in records if 'loss' in r]
     assert len(losses) == 8
-    assert sum(losses[-2:]) < sum(losses[:2]), losses
+    assert sum(losses[-2:]) < 0.8 * sum(losses[:2]), losses
     evals = [r for r in records if 'coco/bbox_mAP' in r]
     assert evals and 'coco/segm_mAP' in evals[-1]
 

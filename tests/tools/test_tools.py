@@ -1,0 +1,43 @@
+"""tools/get_flops.py and tools/convert_checkpoint.py on real configs and files."""
+import re
+
+import pytest
+import torch
+
+from helpers import python_tool
+
+
+@pytest.mark.parametrize('arch,params,flops', [('tiny', 28.3, 4.5), ('small', 49.7, 8.8), ('base', 87.9, 15.5)])
+def test_get_flops_classification_matches_paper(arch, params, flops):
+    r = python_tool('tools/get_flops.py', f'configs/mmcls/davit-{arch}_8xb128_in1k.py')
+    assert r.returncode == 0, r.stderr[-2000:]
+    p = float(re.search(r'Params: ([0-9.]+)M', r.stdout).group(1))
+    f = float(re.search(r'FLOPs: ([0-9.]+)G', r.stdout).group(1))
+    assert params <= p < params + 0.1 and round(f, 1) == flops, r.stdout
+
+
+def test_get_flops_dense_configs_run():
+    for cfg in ('configs/toy/mask-rcnn_davit-t_toy-coco.py', 'configs/toy/upernet_davit-t_toy-ade.py'):
+        r = python_tool('tools/get_flops.py', cfg, '--shape', '128', '--per-op')
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert re.search(r'FLOPs: [0-9.]+G', r.stdout) and '_scaled_dot_product_flash_attention_for_cpu' in r.stdout
+
+
+def test_convert_checkpoint_tool(tmp_path, seed):
+    timm = pytest.importorskip('timm')
+    from davit_backbone import DaViT
+    src = tmp_path / 'timm.pth'
+    ref = timm.create_model('davit_tiny')
+    torch.save(ref.state_dict(), src)
+    r = python_tool('tools/convert_checkpoint.py', str(src), str(tmp_path / 'ours.pth'))
+    assert r.returncode == 0 and '(timm,' in r.stdout, r.stderr
+    sd = torch.load(tmp_path / 'ours.pth')['state_dict']
+    DaViT('tiny', num_classes=1000).load_state_dict(sd, strict=True)
+    r = python_tool('tools/convert_checkpoint.py', str(tmp_path / 'ours.pth'), str(tmp_path / 'off.pth'),
+                    '--to', 'official')
+    assert r.returncode == 0 and any(k.startswith('main_blocks.') for k in torch.load(tmp_path / 'off.pth')['state_dict'])
+    bad = tmp_path / 'bad.pth'
+    torch.save({'fc.weight': torch.zeros(1)}, bad)
+    r = python_tool('tools/convert_checkpoint.py', str(bad), str(tmp_path / 'never.pth'))
+    assert r.returncode == 1 and 'not a DaViT checkpoint' in r.stderr
+    assert not (tmp_path / 'never.pth').exists() and not (tmp_path / 'never.pth.tmp').exists()
