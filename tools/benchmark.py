@@ -60,7 +60,9 @@ def build_models(arch, dense, with_cp):
     models['timm'] = ref
     try:
         from mmpretrain.models.backbones.davit import DaViT as MMPDaViT
-        mmp = MMPDaViT(arch=arch, out_indices=(0, 1, 2, 3) if dense else (3,), drop_path_rate=0.0, with_cp=with_cp)
+        # pad_small_map: pad maps smaller than a window, as the official model does (mmpretrain's default shrinks it)
+        mmp = MMPDaViT(arch=arch, out_indices=(0, 1, 2, 3) if dense else (3,), drop_path_rate=0.0, with_cp=with_cp,
+                       pad_small_map=True)
         mmp.patch_embed.adaptive_padding = None
         mmp.patch_embed.projection.padding = (3, 3)
         models['mmpretrain'] = mmp if dense else MMPretrainClassifier(mmp, ours.embed_dims[-1])
