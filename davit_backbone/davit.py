@@ -185,57 +185,60 @@ class ChannelAttention(nn.Module):
         return self.proj(x.permute(0, 3, 1, 2).reshape(B, N, C))
 
 
-class SpatialBlock(nn.Module):
-    """Window-attention sub-block on (B, H, W, C); windows are non-overlapping, bottom/right zero-padded."""
+class _SubBlock(nn.Module):
+    """What both sub-blocks share, on (B, H, W, C): ``x += CPE(x); x += Attn(LN(x)); x += CPE(x); x += MLP(LN(x))``.
+    Subclasses give the attention module and how it sees the normalised tokens (``_attend``)."""
 
-    def __init__(self, dim: int, num_heads: int, window_size: int = 7, mlp_ratio: float = 4.,
-                 qkv_bias: bool = True, drop_path: float = 0.):
+    def __init__(self, dim: int, attn: nn.Module, mlp_ratio: float, drop_path: float):
         super().__init__()
-        self.window_size = window_size
         self.cpe1 = ConvPosEnc(dim)
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, num_heads, qkv_bias)
+        self.attn = attn
         self.cpe2 = ConvPosEnc(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
 
+    def _attend(self, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.cpe1(x)
-        B, H, W, C = x.shape
+        x = x + self.drop_path(self._attend(self.norm1(x)))
+        x = self.cpe2(x)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class SpatialBlock(_SubBlock):
+    """Window-attention sub-block: non-overlapping windows, bottom/right zero-padded."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int = 7, mlp_ratio: float = 4.,
+                 qkv_bias: bool = True, drop_path: float = 0.):
+        super().__init__(dim, WindowAttention(dim, num_heads, qkv_bias), mlp_ratio, drop_path)
+        self.window_size = window_size
+
+    def _attend(self, y: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = y.shape
         ws = self.window_size
-        # the official code pads after the norm: padded tokens are zeros, not LayerNorm(0) = bias
-        y = _pad_hw(self.norm1(x), ws, ws)
+        # padded after the norm, as officially: padded tokens are zeros, not LayerNorm(0) = bias
+        y = _pad_hw(y, ws, ws)
         Hp, Wp = y.shape[1:3]
         y = y.view(B, Hp // ws, ws, Wp // ws, ws, C).transpose(2, 3).reshape(-1, ws * ws, C)
         y = self.attn(y)
         y = y.view(B, Hp // ws, Wp // ws, ws, ws, C).transpose(2, 3).reshape(B, Hp, Wp, C)
-        x = x + self.drop_path(y[:, :H, :W])
-        x = self.cpe2(x)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        return y[:, :H, :W]
 
 
-class ChannelBlock(nn.Module):
-    """Channel-attention sub-block on (B, H, W, C): global over all tokens, linear in their number."""
+class ChannelBlock(_SubBlock):
+    """Channel-attention sub-block: global over all tokens, linear in their number."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4., qkv_bias: bool = True,
                  drop_path: float = 0.):
-        super().__init__()
-        self.cpe1 = ConvPosEnc(dim)
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = ChannelAttention(dim, num_heads, qkv_bias)
-        self.cpe2 = ConvPosEnc(dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        super().__init__(dim, ChannelAttention(dim, num_heads, qkv_bias), mlp_ratio, drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.cpe1(x)
-        B, H, W, C = x.shape
-        y = self.attn(self.norm1(x).reshape(B, H * W, C)).view(B, H, W, C)
-        x = x + self.drop_path(y)
-        x = self.cpe2(x)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+    def _attend(self, y: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = y.shape
+        return self.attn(y.reshape(B, H * W, C)).view(B, H, W, C)
 
 
 class DualBlock(nn.Module):

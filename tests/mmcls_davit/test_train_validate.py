@@ -47,3 +47,16 @@ def test_validate_converted_checkpoint(tmp_path, fmt, seed):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert (model(x, mode='tensor') - ref(x)).abs().max() < 1e-4
+
+
+def test_dist_test_one_process_validates(tmp_path, seed):
+    """The original release's validation command: bash tools/dist_test.sh CONFIG CKPT 1 (CPU: gloo, 1 process)."""
+    from davit_backbone import DaViT
+    toy_data('imagenet')
+    path = tmp_path / 'ours.pth'
+    torch.save({'state_dict': DaViT('tiny', num_classes=3).state_dict()}, path)
+    from helpers import run_tool
+    r = run_tool('bash', 'tools/dist_test.sh', CFG, str(path), '1', '--work-dir', str(tmp_path / 'wd'),
+                 env={'PORT': '29514'})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert re.search(r"'accuracy/top1': [0-9.]+", r.stdout)
