@@ -12,9 +12,7 @@ allow_checkpoint_globals()  # before any mmengine torch.load: see davit_backbone
 from .adapter import DaViT  # noqa: E402
 from .registry import MODELS  # noqa: E402
 
-MODELS.register_module(module=DaViT, name='DaViT', force=True)
-
-__all__ = ['DaViT', 'MODELS']
+__all__ = ['DaViT', 'MODELS', 'register_into']
 __version__ = '0.1.0'
 
 
@@ -29,3 +27,6 @@ def register_into(registry, keep_existing_as: str = None):
     if existing is not None and keep_existing_as and keep_existing_as not in registry.module_dict:
         registry.register_module(module=existing, name=keep_existing_as)
     registry.register_module(module=DaViT, name='DaViT', force=True)
+
+
+register_into(MODELS)  # the mmdavit scope itself: type='mmdavit.DaViT'

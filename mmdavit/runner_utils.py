@@ -2,6 +2,7 @@
 checks that fail before anything is written, the CPU (gloo) distributed path, and checkpoints of any format."""
 from __future__ import annotations
 
+import argparse
 import os
 import os.path as osp
 import sys
@@ -31,12 +32,7 @@ def add_common_args(parser) -> None:
                         help='override config keys, e.g. model.backbone.drop_path_rate=0.2 '
                              '(--options is the original release\'s name for it)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse_suppress())
-
-
-def argparse_suppress():
-    import argparse
-    return argparse.SUPPRESS
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
 
 
 def load_config(path: str, cfg_options: Optional[dict], work_dir: Optional[str]) -> Config:
@@ -157,11 +153,11 @@ def load_model_checkpoint(model, path: str, logger=None) -> str:
     sd = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
     from mmengine.model import is_model_wrapper
     inner = model.module if is_model_wrapper(model) else model
-    if isinstance(sd, dict) and _is_whole_model_state({k.replace('module.', '', 1): v for k, v in sd.items()},
-                                                      inner):
-        load_state_dict(inner, {k.replace('module.', '', 1): v for k, v in sd.items()}, strict=False,
-                        logger=logger)
-        return 'mmengine'
+    if isinstance(sd, dict):
+        sd = {k.replace('module.', '', 1): v for k, v in sd.items()}
+        if _is_whole_model_state(sd, inner):
+            load_state_dict(inner, sd, strict=False, logger=logger)
+            return 'mmengine'
     try:
         ours, fmt = convert_state_dict(obj, return_format=True)
     except CheckpointFormatError as e:
@@ -183,10 +179,8 @@ def run_main(main) -> None:
         main()
     except UserError as e:
         print(f'error: {e}', file=sys.stderr)
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
         sys.exit(2)
-    finally:
+    finally:  # also on UserError: the group goes before the exit
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
 
