@@ -99,6 +99,59 @@ def _conv_nhwc(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
+# Linear layers hold 88% of DaViT's FLOPs. On CPU, eager PyTorch sends fp32 Linear to MKL's sgemm after a separate pass
+# that broadcasts the bias into a fresh output; oneDNN's linear (what inductor uses for CPU inference) adds the bias,
+# and GELU when asked, inside the GEMM, and was 10-25% faster per GEMM on the machines we measured (tools/benchmark.py
+# is the judge; set False to compare against plain F.linear). It has no autograd formula of its own, hence
+# _OneDNNLinear for training.
+USE_ONEDNN_LINEAR = hasattr(torch.ops.mkldnn, '_linear_pointwise') and torch.backends.mkldnn.is_available()
+
+
+def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                   gelu: bool = False) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu' if gelu else 'none', [],
+                                              'none' if gelu else '')
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """F.linear with the oneDNN forward and the input gradient on oneDNN too (a linear by W^T); the weight gradient,
+    a reduction over all tokens, stays with torch.mm. Saves what addmm's own backward saves (input and weight)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):  # x: (M, K); 2-D so that the output is no view (blocks add into it in place)
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn_linear(x, weight, bias)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _onednn_linear(grad, weight.t().contiguous(), None)
+        if ctx.needs_input_grad[1]:
+            grad_w = grad.t().mm(x)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(0)
+        return grad_x, grad_w, grad_b
+
+
+def _linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> torch.Tensor:
+    """``layer(x)``, followed by exact (erf) GELU when asked."""
+    if (USE_ONEDNN_LINEAR and x.device.type == 'cpu' and x.dtype == layer.weight.dtype == torch.float32
+            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()):
+        if not torch.is_grad_enabled():
+            return _onednn_linear(x, layer.weight, layer.bias, gelu)
+        x = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]), layer.weight, layer.bias).view(*x.shape[:-1], -1)
+    else:
+        x = layer(x)
+    if not gelu:
+        return x
+    # without autograd GELU may overwrite the Linear's output: the largest buffer of the block, allocated once
+    return torch.ops.aten.gelu_(x) if not torch.is_grad_enabled() else F.gelu(x)
+
+
 class Stem(nn.Module):
     """7x7 conv with stride 4 then LayerNorm: (B, 3, H, W) -> (B, ceil(H/4), ceil(W/4), C)."""
 
@@ -126,25 +179,52 @@ class Downsample(nn.Module):
 
 
 class ConvPosEnc(nn.Module):
-    """Convolutional position encoding: ``x + DWConv3x3(x)`` on (B, H, W, C)."""
+    """Convolutional position encoding: ``x + DWConv3x3(x)`` on (B, H, W, C).
+
+    The residual is folded into the kernel (1 added at the centre tap of every channel), so the block is one conv: one
+    pass over memory and one new buffer instead of two. Under autocast the conv runs in low precision and the identity
+    tap would round the residual stream to it, so there the add stays separate, in the stream's dtype.
+    """
 
     def __init__(self, dim: int, kernel_size: int = 3):
         super().__init__()
         self.proj = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        identity = torch.zeros(dim, 1, kernel_size, kernel_size)
+        identity[:, 0, kernel_size // 2, kernel_size // 2] = 1
+        self.register_buffer('identity', identity, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + _conv_nhwc(self.proj, x)
+        if torch.is_autocast_enabled(x.device.type):
+            return x + _conv_nhwc(self.proj, x)
+        p = self.proj
+        y = F.conv2d(x.permute(0, 3, 1, 2), p.weight + self.identity, p.bias, p.stride, p.padding, p.dilation, p.groups)
+        return y.permute(0, 2, 3, 1)
+
+
+def _add_residual(x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """``x + branch`` where both are buffers the calling block made itself, so one may be overwritten.
+
+    Without autograd the sum goes into ``x``; with it, into ``branch`` when that keeps the dtype and layout (the ops
+    that make a branch, Linear, copies and DropPath's mul, do not need their output for backward). Either way one
+    full-size buffer fewer is allocated, which on CPU also saves its page faults.
+    """
+    if not torch.is_grad_enabled():
+        return x.add_(branch)
+    if branch.dtype == x.dtype and branch.is_contiguous() and branch.shape == x.shape:
+        return branch.add_(x)
+    return x + branch
 
 
 class Mlp(nn.Module):
+    """Linear, exact GELU, Linear; the GELU is applied by ``_linear`` (fused into fc1 where it can be)."""
+
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return _linear(_linear(x, self.fc1, gelu=True), self.fc2)
 
 
 class WindowAttention(nn.Module):
@@ -158,9 +238,9 @@ class WindowAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
-        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = _linear(x, self.qkv).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         x = F.scaled_dot_product_attention(q, k, v)  # default scale = head_dim ** -0.5, as the paper
-        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+        return _linear(x.transpose(1, 2).reshape(B, N, C), self.proj)
 
 
 class ChannelAttention(nn.Module):
@@ -179,15 +259,39 @@ class ChannelAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
+        if N >= 4 * C:
+            return self._forward_channel_major(x)
         # (3, B, heads, head_dim, N): the token axis is the feature axis of this attention
-        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 4, 1).unbind(0)
+        q, k, v = _linear(x, self.qkv).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 4, 1).unbind(0)
         x = F.scaled_dot_product_attention(k, v, q, scale=self.scale)  # (B, heads, head_dim, N)
-        return self.proj(x.permute(0, 3, 1, 2).reshape(B, N, C))
+        return _linear(x.permute(0, 3, 1, 2).reshape(B, N, C), self.proj)
+
+    def _forward_channel_major(self, x: torch.Tensor) -> torch.Tensor:
+        """The same attention computed on (C, N) matrices, for maps with many tokens per channel.
+
+        SDPA needs (batch, head)-major copies of q, k, v and of its output, four passes over the largest tensors of
+        the block. Computing ``qkv^T = W x^T`` instead, with W's rows regrouped head-major ([head][q|k|v][dim]),
+        puts every (batch, head) pair at one stride, so both products are single strided bmm calls and the result
+        comes out as the proj input, transposed: no copies. With few tokens per channel (late stages) the batch of
+        broadcast weights costs more than the copies saved, hence the ``N >= 4 * C`` switch in ``forward``.
+        """
+        B, N, C = x.shape
+        h, d = self.num_heads, C // self.num_heads
+        w = self.qkv.weight.view(3, h, d, C).transpose(0, 1).reshape(3 * C, C)
+        if self.qkv.bias is None:
+            qkv = torch.bmm(w.expand(B, 3 * C, C), x.transpose(1, 2))  # (B, 3C, N)
+        else:
+            b = self.qkv.bias.view(3, h, d).transpose(0, 1).reshape(3 * C, 1)
+            qkv = torch.baddbmm(b, w.expand(B, 3 * C, C), x.transpose(1, 2))
+        q, k, v = qkv.view(B * h, 3, d, N).unbind(1)  # each (B * heads, head_dim, N)
+        attn = torch.bmm(k, v.transpose(1, 2)).mul_(self.scale).softmax(dim=-1)  # (B * heads, head_dim, head_dim)
+        x = torch.bmm(attn, q).view(B, C, N)
+        return torch.baddbmm(self.proj.bias, x.transpose(1, 2), self.proj.weight.t().expand(B, C, C))
 
 
 class _SubBlock(nn.Module):
     """What both sub-blocks share, on (B, H, W, C): ``x += CPE(x); x += Attn(LN(x)); x += CPE(x); x += MLP(LN(x))``.
-    Subclasses give the attention module and how it sees the normalised tokens (``_attend``)."""
+    Subclasses give the attention module and how its output joins the residual stream (``_add_attention``)."""
 
     def __init__(self, dim: int, attn: nn.Module, mlp_ratio: float, drop_path: float):
         super().__init__()
@@ -199,14 +303,15 @@ class _SubBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
 
-    def _attend(self, y: torch.Tensor) -> torch.Tensor:
+    def _add_attention(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Returns ``x + DropPath(Attn(y))``; y = norm1(x)."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.cpe1(x)
-        x = x + self.drop_path(self._attend(self.norm1(x)))
+        x = self.cpe1(x)  # a new buffer: the residual adds below may write into it
+        x = self._add_attention(x, self.norm1(x))
         x = self.cpe2(x)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        return _add_residual(x, self.drop_path(self.mlp(self.norm2(x))))
 
 
 class SpatialBlock(_SubBlock):
@@ -217,16 +322,19 @@ class SpatialBlock(_SubBlock):
         super().__init__(dim, WindowAttention(dim, num_heads, qkv_bias), mlp_ratio, drop_path)
         self.window_size = window_size
 
-    def _attend(self, y: torch.Tensor) -> torch.Tensor:
+    def _add_attention(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         B, H, W, C = y.shape
         ws = self.window_size
         # padded after the norm, as officially: padded tokens are zeros, not LayerNorm(0) = bias
         y = _pad_hw(y, ws, ws)
         Hp, Wp = y.shape[1:3]
         y = y.view(B, Hp // ws, ws, Wp // ws, ws, C).transpose(2, 3).reshape(-1, ws * ws, C)
-        y = self.attn(y)
-        y = y.view(B, Hp // ws, Wp // ws, ws, ws, C).transpose(2, 3).reshape(B, Hp, Wp, C)
-        return y[:, :H, :W]
+        y = self.attn(y).view(B, Hp // ws, Wp // ws, ws, ws, C).transpose(2, 3)  # windows, back in image order
+        if not torch.is_grad_enabled() and (Hp, Wp) == (H, W) and x.is_contiguous():
+            # undo the partition while adding: one strided pass, no buffer
+            x.view(B, H // ws, ws, W // ws, ws, C).add_(y)
+            return x
+        return _add_residual(x, self.drop_path(y.reshape(B, Hp, Wp, C)[:, :H, :W]))
 
 
 class ChannelBlock(_SubBlock):
@@ -236,9 +344,9 @@ class ChannelBlock(_SubBlock):
                  drop_path: float = 0.):
         super().__init__(dim, ChannelAttention(dim, num_heads, qkv_bias), mlp_ratio, drop_path)
 
-    def _attend(self, y: torch.Tensor) -> torch.Tensor:
+    def _add_attention(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         B, H, W, C = y.shape
-        return self.attn(y.reshape(B, H * W, C)).view(B, H, W, C)
+        return _add_residual(x, self.drop_path(self.attn(y.reshape(B, H * W, C)).view(B, H, W, C)))
 
 
 class DualBlock(nn.Module):

@@ -106,3 +106,87 @@ def test_drop_path_is_stochastic_only_in_training(seed):
     assert not torch.allclose(m(x), m(x))
     m.eval()
     assert torch.equal(m(x), m(x))
+
+
+# ------------------------------------------------------------------ the fast paths (see tools/benchmark.py)
+def _loss(out):
+    return sum(o.square().mean() for o in out) if isinstance(out, (tuple, list)) else out.square().mean()
+
+
+@pytest.mark.parametrize('hw', [(224, 224), (97, 131)])
+def test_inference_path_matches_autograd_path(seed, hw):
+    """Without autograd the blocks add in place, fuse GELU and undo window partitions while adding; with it they
+    don't. Both must give the same maps, padded sizes included."""
+    from helpers import randomize_norms
+    m = randomize_norms(DaViT('tiny', drop_path_rate=0.0)).eval()
+    x = torch.randn(2, 3, *hw)
+    with torch.no_grad():
+        fast = m(x)
+    slow = m(x)
+    assert slow[0].requires_grad
+    for a, b in zip(fast, slow):
+        assert (a - b.detach()).abs().max() < 1e-5
+
+
+def test_onednn_linear_same_outputs_and_gradients(seed, monkeypatch):
+    import davit_backbone.davit as davit_module
+    m = DaViT('tiny', num_classes=10, drop_path_rate=0.0)
+    x = torch.randn(2, 3, 97, 131)
+    results = []
+    for flag in (True, False):
+        monkeypatch.setattr(davit_module, 'USE_ONEDNN_LINEAR', flag)
+        m.zero_grad()
+        out = m(x)
+        _loss(out).backward()
+        with torch.no_grad():
+            eval_out = m(x)
+        results.append((out.detach(), eval_out, {n: p.grad.clone() for n, p in m.named_parameters()}))
+    (o1, e1, g1), (o0, e0, g0) = results
+    assert (o1 - o0).abs().max() < 1e-5 and (e1 - e0).abs().max() < 1e-5
+    for n in g0:
+        assert torch.allclose(g1[n], g0[n], atol=1e-6, rtol=1e-3), n
+
+
+def _official_channel_attention(attn, x):
+    """The official formula, spelled out: softmax(scale * K^T V) Q^T per head, on (B, heads, N, head_dim)."""
+    B, N, C = x.shape
+    q, k, v = attn.qkv(x).view(B, N, 3, attn.num_heads, C // attn.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+    out = ((k * attn.scale).transpose(-1, -2) @ v).softmax(-1) @ q.transpose(-1, -2)  # (B, heads, head_dim, N)
+    return attn.proj(out.permute(0, 3, 1, 2).reshape(B, N, C))
+
+
+@pytest.mark.parametrize('tokens', [400, 40])  # N >= 4C: the channel-major route; N < 4C: SDPA
+def test_channel_attention_routes_match_the_official_formula(seed, tokens):
+    from davit_backbone.davit import ChannelAttention
+    attn = ChannelAttention(96, 3)
+    x = torch.randn(2, tokens, 96, requires_grad=True)
+    a, ref = attn(x), _official_channel_attention(attn, x)
+    assert (a - ref).abs().max() < 1e-5
+    ga, = torch.autograd.grad(a.square().sum(), x)
+    gr, = torch.autograd.grad(ref.square().sum(), x)
+    assert torch.allclose(ga, gr, atol=1e-5, rtol=1e-4)
+
+
+def test_conv_pos_enc_folds_the_residual_into_the_kernel(seed):
+    from davit_backbone.davit import ConvPosEnc
+    cpe = ConvPosEnc(8)
+    x = torch.randn(2, 5, 7, 8)
+    ref = x + cpe.proj(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    assert (cpe(x) - ref).abs().max() < 1e-6
+    assert 'identity' not in cpe.state_dict()  # checkpoints keep the official keys only
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        low = cpe(x)
+    assert low.dtype == torch.float32  # under autocast the residual stream keeps its own precision
+
+
+def test_torch_compile_traces_without_graph_breaks(seed):
+    """torch._dynamo traces the whole backbone as one graph, inference and training, with_cp included."""
+    x = torch.randn(1, 3, 97, 131)
+    for mode, with_cp in (('eval', False), ('train', False), ('train', True)):
+        torch._dynamo.reset()
+        m = DaViT('tiny', with_cp=with_cp)
+        m.train(mode == 'train')
+        with torch.set_grad_enabled(mode == 'train'):
+            explained = torch._dynamo.explain(m)(x)
+        assert explained.graph_break_count == 0, (mode, with_cp, explained.break_reasons)
+        assert explained.graph_count == 1
