@@ -71,17 +71,42 @@ def detect_format(sd: Mapping[str, torch.Tensor]) -> str:
         f'(first keys: {keys[:5]})')
 
 
-def _from_official(k: str) -> str:
-    k = re.sub(r'^patch_embeds\.0\.proj\.', 'stem.conv.', k)
-    k = re.sub(r'^patch_embeds\.0\.norm\.', 'stem.norm.', k)
-    k = re.sub(r'^patch_embeds\.(\d+)\.proj\.', r'stages.\1.downsample.conv.', k)
-    k = re.sub(r'^patch_embeds\.(\d+)\.norm\.', r'stages.\1.downsample.norm.', k)
-    k = re.sub(r'^main_blocks\.(\d+)\.(\d+)\.0\.', r'stages.\1.blocks.\2.spatial_block.', k)
-    k = re.sub(r'^main_blocks\.(\d+)\.(\d+)\.1\.', r'stages.\1.blocks.\2.channel_block.', k)
-    k = k.replace('.cpe.0.', '.cpe1.').replace('.cpe.1.', '.cpe2.')
-    k = re.sub(r'^norms\.', 'head.norm.', k)
-    k = re.sub(r'^head\.(weight|bias)$', r'head.fc.\1', k)
+# The official layout <-> ours, one table read both ways (convert_state_dict and to_official). Prefix rules, first
+# match wins; {i}/{j} stand for stage and block numbers. Then the ConvPosEnc infixes.
+_OFFICIAL_PREFIXES = [
+    ('patch_embeds.0.proj.', 'stem.conv.'),
+    ('patch_embeds.0.norm.', 'stem.norm.'),
+    ('patch_embeds.{i}.proj.', 'stages.{i}.downsample.conv.'),
+    ('patch_embeds.{i}.norm.', 'stages.{i}.downsample.norm.'),
+    ('main_blocks.{i}.{j}.0.', 'stages.{i}.blocks.{j}.spatial_block.'),
+    ('main_blocks.{i}.{j}.1.', 'stages.{i}.blocks.{j}.channel_block.'),
+    ('norms.', 'head.norm.'),  # before the next rule, so that head.norm is not read as head.fc
+    ('head.', 'head.fc.'),
+]
+_OFFICIAL_INFIXES = [('.cpe.0.', '.cpe1.'), ('.cpe.1.', '.cpe2.')]
+
+
+def _prefix_regex(template: str) -> re.Pattern:
+    parts = re.split(r'(\{[ij]\})', template)
+    return re.compile('^' + ''.join(rf'(?P<{p[1]}>\d+)' if p in ('{i}', '{j}') else re.escape(p) for p in parts))
+
+
+_OFFICIAL_RULES = [(_prefix_regex(off), off, _prefix_regex(our), our) for off, our in _OFFICIAL_PREFIXES]
+
+
+def _official_key(k: str, to_ours: bool) -> str:
+    for official_re, official, our_re, our in _OFFICIAL_RULES:
+        m = (official_re if to_ours else our_re).match(k)
+        if m:
+            k = (our if to_ours else official).format(**m.groupdict()) + k[m.end():]
+            break
+    for official, our in _OFFICIAL_INFIXES:
+        k = k.replace(official, our) if to_ours else k.replace(our, official)
     return k
+
+
+def _from_official(k: str) -> str:
+    return _official_key(k, to_ours=True)
 
 
 def _from_timm(k: str) -> str:
@@ -127,19 +152,7 @@ def convert_state_dict(checkpoint, return_format: bool = False):
 
 def to_official(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Our keys -> the official release's keys (the inverse of ``_from_official``), for exporting and testing."""
-    out = OrderedDict()
-    for k, v in sd.items():
-        o = re.sub(r'^stem\.conv\.', 'patch_embeds.0.proj.', k)
-        o = re.sub(r'^stem\.norm\.', 'patch_embeds.0.norm.', o)
-        o = re.sub(r'^stages\.(\d+)\.downsample\.conv\.', r'patch_embeds.\1.proj.', o)
-        o = re.sub(r'^stages\.(\d+)\.downsample\.norm\.', r'patch_embeds.\1.norm.', o)
-        o = re.sub(r'^stages\.(\d+)\.blocks\.(\d+)\.spatial_block\.', r'main_blocks.\1.\2.0.', o)
-        o = re.sub(r'^stages\.(\d+)\.blocks\.(\d+)\.channel_block\.', r'main_blocks.\1.\2.1.', o)
-        o = o.replace('.cpe1.', '.cpe.0.').replace('.cpe2.', '.cpe.1.')
-        o = re.sub(r'^head\.norm\.', 'norms.', o)
-        o = re.sub(r'^head\.fc\.', 'head.', o)
-        out[o] = v
-    return out
+    return OrderedDict((_official_key(k, to_ours=False), v) for k, v in sd.items())
 
 
 def split_for_model(sd: Mapping[str, torch.Tensor], model) -> Tuple[Dict[str, torch.Tensor], list]:
