@@ -8,6 +8,8 @@ counted (as in those papers' tables).
 """
 from __future__ import annotations
 
+import math
+
 from typing import Callable, Dict, Tuple
 
 import torch
@@ -18,11 +20,17 @@ def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, 
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
+def _onednn_linear_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * math.prod(x_shape[:-1]) * x_shape[-1] * w_shape[0]
+
+
 # SDPA's CPU kernel is missing from PyTorch's registry (CUDA's flash/efficient/cudnn kernels are in it), so without
-# this every CPU count would leave attention out.
+# this every CPU count would leave attention out; likewise oneDNN's linear, which DaViT uses on CPU without autograd.
 _EXTRA = {}
 if hasattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu'):
     _EXTRA[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = _sdpa_cpu_flops
+if hasattr(torch.ops.mkldnn, '_linear_pointwise'):
+    _EXTRA[torch.ops.mkldnn._linear_pointwise] = _onednn_linear_flops
 
 
 def count_macs(fn: Callable, *args, **kwargs) -> Tuple[float, Dict[str, float]]:

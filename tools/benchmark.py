@@ -3,15 +3,22 @@
 
     python tools/benchmark.py [--arch tiny] [--batch 8] [--size 224 | --size 800 1216] [--device cpu|cuda]
                               [--dtype fp32|bf16|fp16] [--mode infer|train] [--dense] [--compile] [--with-cp]
+    python tools/benchmark.py --maskrcnn [--size 800 1216] [--device cpu|cuda]
 
 Prints a table and one JSON line: images/s for ``ours``, ``timm``, ``mmpretrain`` (absent when not installed),
-``ratio`` = ours / best reference, peak memory per model (CUDA: max allocated; CPU: peak RSS growth), and on CUDA the
-achieved TFLOP/s (FLOPs from davit_backbone.flops, the counter of tools/get_flops.py) and its fraction of the
-device's peak. Needs torch and timm only; mmpretrain is optional.
+``ratio`` = ours / best reference, peak memory of one step per model (CUDA: max allocated; CPU: peak of the tensor
+memory PyTorch's allocator handed out, from the profiler's allocation records), and on CUDA the achieved TFLOP/s
+(FLOPs from davit_backbone.flops, the counter of tools/get_flops.py) and its fraction of the device's peak. Needs
+torch and timm only; mmpretrain is optional.
 
 --dense benchmarks the backbones as detectors use them (four NCHW maps, default size 800x1216); otherwise the
 ImageNet classifiers. ``ours`` loads timm's weights through the converter; mmpretrain's module (stem padding set to 3,
 as the official model) has random weights of the same shapes: speed does not depend on the values.
+--with-cp also measures ours without checkpointing and reports ``with_cp_memory_ratio`` (peak with / without).
+--maskrcnn compares whole detectors instead (needs mmdet): our DaViT-T Mask R-CNN config against mmdet's own Swin-T
+Mask R-CNN (same FLOPs class), batch 1 inference through ``test_step`` (preprocessing, backbone, FPN, RPN, RoI and
+mask heads, post-processing), random weights and ``score_thr=0`` so both keep 100 detections and run the mask head
+on all of them.
 """
 import argparse
 import gc
@@ -76,20 +83,29 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _peak_rss_kb():
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmHWM'):
-                return int(line.split()[1])
-    return 0
+def peak_memory_mib(step, device) -> float:
+    """Peak memory of one call of ``step`` above what was allocated before it, in MiB.
 
-
-def _reset_peak_rss():
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-    except OSError:
-        pass
+    CUDA: the caching allocator's max allocated. CPU: PyTorch's CPU allocator keeps no statistics and RSS depends on
+    what glibc hands back to the OS, so the allocation records of the profiler are replayed in time order.
+    """
+    gc.collect()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    current = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak / 2 ** 20
 
 
 def make_step(model, x, mode, dtype, device):
@@ -116,40 +132,85 @@ def make_step(model, x, mode, dtype, device):
     return step
 
 
+def build_maskrcnn_models(size):
+    """Our DaViT-T Mask R-CNN and mmdet's Swin-T Mask R-CNN, random weights, plus one preprocessed-ready input."""
+    import mmdet
+    from mmdet.structures import DetDataSample
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+
+    import mmdet_davit  # noqa: F401  registers DaViT into mmdet
+    from mmdet.registry import MODELS
+    register_all_modules(init_default_scope=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    configs = {'ours': os.path.join(root, 'configs/mmdet/mask-rcnn_davit-t_fpn_1x_coco.py'),
+               'swin': os.path.join(os.path.dirname(mmdet.__file__),
+                                    '.mim/configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')}
+    models = {}
+    for name, path in configs.items():
+        cfg = Config.fromfile(path).model
+        cfg.test_cfg.rcnn.score_thr = 0.0  # random heads score every class ~1/80: keep 100 boxes in both
+        cfg.backbone.pop('init_cfg', None)
+        cfg.backbone.pop('pretrained', None)
+        models[name] = MODELS.build(cfg)
+    h, w = size
+    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
+                                         pad_shape=(h, w), batch_input_shape=(h, w)))
+    data = dict(inputs=[torch.randint(0, 256, (3, h, w), dtype=torch.uint8)], data_samples=[sample])
+    return models, data
+
+
+def make_detector_step(model, data, dtype, device):
+    model.eval()
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def step():
+        with torch.no_grad(), autocast:
+            return model.test_step(data)
+    return step
+
+
 def run(args):
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
-    size = tuple(args.size) if args.size else ((800, 1216) if args.dense else (224, 224))
+    default = (800, 1216) if args.dense or args.maskrcnn else (224, 224)
+    size = tuple(args.size) if args.size else default
     if len(size) == 1:
         size = (size[0], size[0])
     torch.manual_seed(0)
-    models = build_models(args.arch, args.dense, args.with_cp)
-    x = torch.randn(args.batch, 3, *size, device=device)
-    steps, memory = {}, {}
+    if args.maskrcnn:
+        if args.mode != 'infer':
+            raise SystemExit('--maskrcnn measures inference only (use --dense --mode train for the backbones)')
+        models, data = build_maskrcnn_models(size)
+        x = None
+    else:
+        models = build_models(args.arch, args.dense, args.with_cp)
+        x = torch.randn(args.batch, 3, *size, device=device)
+    if args.compile and device.type == 'cpu' and args.mode == 'infer':
+        # inductor's CPU inference recipe: weights frozen as constants, Linear/conv on prepacked oneDNN kernels
+        import torch._inductor.config as inductor_config
+        inductor_config.freezing = True
+    steps = {}
     for name, m in models.items():
         m.to(device)
         if args.compile:
             m = torch.compile(m)
-        steps[name] = make_step(m, x, args.mode, dtype, device)
-    # one untimed pass of every model first: otherwise whichever model runs first is charged the process's own
-    # allocator and thread-pool start-up in the memory column
-    for step in steps.values():
-        step()
-    # warm-up, and peak memory of each model alone
-    for name, step in steps.items():
-        gc.collect()
-        if device.type == 'cuda':
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        else:
-            _reset_peak_rss()
-            base = _peak_rss_kb() * 1024
+        steps[name] = make_detector_step(m, data, dtype, device) if args.maskrcnn else make_step(
+            m, x, args.mode, dtype, device)
+    if args.with_cp and not args.maskrcnn:  # the same model without checkpointing, for the memory ratio only
+        plain = DaViT(args.arch, num_classes=0 if args.dense else 1000, drop_path_rate=0.0).to(device)
+        plain.load_state_dict(models['ours'].state_dict())
+        extra = {'ours_without_cp': make_step(torch.compile(plain) if args.compile else plain, x, args.mode, dtype,
+                                              device)}
+    else:
+        extra = {}
+    # warm-up (compilation, allocator and thread-pool start-up), then the peak memory of one step of each model
+    for step in list(steps.values()) + list(extra.values()):
         for _ in range(args.warmup):
             step()
-        _sync(device)
-        peak = torch.cuda.max_memory_allocated() if device.type == 'cuda' else _peak_rss_kb() * 1024
-        memory[name] = max(0, peak - base) / 2 ** 20
+    # the profiler does not see allocations made inside inductor's generated CPU code
+    measurable = not (args.compile and device.type == 'cpu')
+    memory = {name: peak_memory_mib(step, device) if measurable else None for name, step in {**steps, **extra}.items()}
     # interleaved timing: each round times every model once, so drifts (thermal, other load) hit all alike
     times = {name: [] for name in steps}
     for _ in range(args.rounds):
@@ -160,41 +221,52 @@ def run(args):
                 step()
             _sync(device)
             times[name].append((time.perf_counter() - t0) / args.iters)
-    ips = {name: args.batch / statistics.median(t) for name, t in times.items()}
+    batch = 1 if args.maskrcnn else args.batch
+    ips = {name: batch / statistics.median(t) for name, t in times.items()}
     refs = {k: v for k, v in ips.items() if k != 'ours'}
-    result = {k: round(v, 2) for k, v in ips.items()}
+    result = {k: round(v, 3) for k, v in ips.items()}
     result['ratio'] = round(ips['ours'] / max(refs.values()), 3) if refs else None
-    result['peak_mem_mib'] = {k: round(v, 1) for k, v in memory.items()}
-    macs, _ = count_macs(models['ours'].cpu() if device.type == 'cpu' else models['ours'], x[:1])
-    flops_per_img = 2 * macs * (3 if args.mode == 'train' else 1)  # backward ~ 2x forward
-    result['gflops_per_image'] = round(flops_per_img / 1e9, 2)
+    result['peak_mem_mib'] = {k: None if v is None else round(v, 1) for k, v in memory.items()}
+    if extra and measurable:
+        result['with_cp_memory_ratio'] = round(memory['ours'] / memory['ours_without_cp'], 3)
+    if not args.maskrcnn:
+        macs, _ = count_macs(models['ours'], x[:1])
+        flops_per_img = 2 * macs * (3 if args.mode == 'train' else 1)  # backward ~ 2x forward
+        result['gflops_per_image'] = round(flops_per_img / 1e9, 2)
+        if device.type == 'cuda':
+            name = torch.cuda.get_device_name()
+            peak = next((v[args.dtype] for k, v in PEAK_TFLOPS.items() if k in name), None)
+            result['tflops'] = {k: round(v * flops_per_img / 1e12, 1) for k, v in ips.items()}
+            if peak:
+                result['fraction_of_peak'] = {k: round(v / peak, 3) for k, v in result['tflops'].items()}
     if device.type == 'cuda':
-        name = torch.cuda.get_device_name()
-        peak = next((v[args.dtype] for k, v in PEAK_TFLOPS.items() if k in name), None)
-        result['tflops'] = {k: round(v * flops_per_img / 1e12, 1) for k, v in ips.items()}
-        if peak:
-            result['fraction_of_peak'] = {k: round(v / peak, 3) for k, v in result['tflops'].items()}
-        result['device_name'] = name
-    result.update(settings=dict(arch=args.arch, batch=args.batch, size=list(size), device=args.device,
-                                dtype=args.dtype, mode=args.mode, dense=args.dense, compile=args.compile,
-                                with_cp=args.with_cp, threads=torch.get_num_threads(), torch=torch.__version__,
-                                cpu=platform.processor() or platform.machine()))
+        result['device_name'] = torch.cuda.get_device_name()
+    result.update(settings=dict(arch='tiny' if args.maskrcnn else args.arch, batch=batch, size=list(size),
+                                device=args.device, dtype=args.dtype, mode=args.mode, dense=args.dense,
+                                maskrcnn=args.maskrcnn, compile=args.compile, with_cp=args.with_cp,
+                                threads=torch.get_num_threads(), torch=torch.__version__,
+                                cpu=platform.processor() or platform.machine(), cores=os.cpu_count()))
     return result
 
 
 def print_table(r):
-    names = [k for k in ('ours', 'timm', 'mmpretrain') if k in r]
+    names = [k for k in ('ours', 'timm', 'mmpretrain', 'swin') if k in r]
     s = r['settings']
-    print(f"\nDaViT-{s['arch']} {'dense' if s['dense'] else 'classifier'} {s['mode']}, batch {s['batch']} at "
+    what = 'Mask R-CNN' if s['maskrcnn'] else 'dense' if s['dense'] else 'classifier'
+    print(f"\nDaViT-{s['arch']} {what} {s['mode']}, batch {s['batch']} at "
           f"{s['size'][0]}x{s['size'][1]}, {s['device']} {s['dtype']}{' compiled' if s['compile'] else ''}"
           f"{' with_cp' if s['with_cp'] else ''}, torch {s['torch']}, {s['threads']} threads")
-    print(f"{'model':<12}{'images/s':>12}{'vs ours':>10}{'peak MiB':>12}" + (f"{'TFLOP/s':>10}" if 'tflops' in r else ''))
+    print(f"{'model':<12}{'images/s':>12}{'ours is':>10}{'peak MiB':>12}" + (f"{'TFLOP/s':>10}" if 'tflops' in r else ''))
     for n in names:
-        row = f"{n:<12}{r[n]:>12.2f}{r['ours'] / r[n]:>10.3f}{r['peak_mem_mib'][n]:>12.1f}"
+        mem = r['peak_mem_mib'][n]
+        row = f"{n:<12}{r[n]:>12.2f}{r['ours'] / r[n]:>9.3f}x" + (f"{mem:>12.1f}" if mem is not None else f"{'n/a':>12}")
         if 'tflops' in r:
             row += f"{r['tflops'][n]:>10.1f}"
         print(row)
     print(f"ratio (ours / best reference): {r['ratio']}")
+    if 'with_cp_memory_ratio' in r:
+        print(f"peak memory with_cp / without (ours): {r['with_cp_memory_ratio']} "
+              f"({r['peak_mem_mib']['ours']:.0f} / {r['peak_mem_mib']['ours_without_cp']:.0f} MiB)")
 
 
 def main(argv=None):
@@ -206,6 +278,8 @@ def main(argv=None):
     p.add_argument('--dtype', choices=sorted(DTYPES), default='fp32')
     p.add_argument('--mode', choices=['infer', 'train'], default='infer')
     p.add_argument('--dense', action='store_true', help='backbones with out_indices (0,1,2,3), default 800x1216')
+    p.add_argument('--maskrcnn', action='store_true',
+                   help="whole detectors: our DaViT-T Mask R-CNN vs mmdet's Swin-T Mask R-CNN (needs mmdet)")
     p.add_argument('--compile', action='store_true')
     p.add_argument('--with-cp', action='store_true', help='gradient checkpointing in every model that has it')
     p.add_argument('--warmup', type=int, default=3)

@@ -1,4 +1,5 @@
-"""tools/get_flops.py and tools/convert_checkpoint.py on real configs and files."""
+"""tools/get_flops.py, tools/convert_checkpoint.py and tools/benchmark.py on real configs and files."""
+import json
 import re
 
 import pytest
@@ -41,3 +42,32 @@ def test_convert_checkpoint_tool(tmp_path, seed):
     r = python_tool('tools/convert_checkpoint.py', str(bad), str(tmp_path / 'never.pth'))
     assert r.returncode == 1 and 'not a DaViT checkpoint' in r.stderr
     assert not (tmp_path / 'never.pth').exists() and not (tmp_path / 'never.pth.tmp').exists()
+
+
+def _benchmark(tmp_path, *args):
+    out = tmp_path / 'bench.jsonl'
+    r = python_tool('tools/benchmark.py', '--warmup', '1', '--iters', '1', '--rounds', '1', '--out', str(out), *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(out.read_text().splitlines()[-1])
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == result and 'ratio (ours / best reference)' in r.stdout
+    return result
+
+
+def test_benchmark_classifier_and_dense_training_with_cp(tmp_path):
+    """Smoke run of the benchmark's JSON contract on tiny inputs (speed targets are measured, not asserted)."""
+    pytest.importorskip('timm')
+    r = _benchmark(tmp_path, '--size', '64', '--batch', '2')
+    assert {'ours', 'timm', 'ratio', 'peak_mem_mib', 'gflops_per_image', 'settings'} <= set(r)
+    assert r['ratio'] == pytest.approx(r['ours'] / max(v for k, v in r.items() if k in ('timm', 'mmpretrain')), rel=1e-2)
+    assert r['settings']['size'] == [64, 64] and r['gflops_per_image'] > 0
+    r = _benchmark(tmp_path, '--dense', '--mode', 'train', '--with-cp', '--size', '96', '128', '--batch', '1')
+    # checkpointing keeps only block inputs: even at this size the step's peak tensor memory drops
+    assert r['peak_mem_mib']['ours_without_cp'] > r['peak_mem_mib']['ours'] > 0
+    assert r['with_cp_memory_ratio'] < 1.0
+
+
+def test_benchmark_maskrcnn_mode(tmp_path):
+    pytest.importorskip('mmdet')
+    r = _benchmark(tmp_path, '--maskrcnn', '--size', '128', '160')
+    assert r['ours'] > 0 and r['swin'] > 0 and r['settings']['maskrcnn'] is True
+    assert r['ratio'] == pytest.approx(r['ours'] / r['swin'], rel=1e-2)
