@@ -123,3 +123,18 @@ def test_timm_gradients_match(seed):
     assert set(ref_grads) == set(grads)
     for k, g in ref_grads.items():
         assert torch.allclose(grads[k].grad, g, atol=1e-6, rtol=1e-3), k
+
+
+def test_timm_features_only_dense_maps_match(seed):
+    """All four maps of the dense backbone, at a size that pads every stage, against timm's features_only model
+    (which has no output norms: ours are set to plain LayerNorm and applied to timm's maps)."""
+    ref = randomize_norms(timm.create_model('davit_tiny', features_only=True)).eval()
+    ours = DaViT('tiny').eval()
+    ours.load_state_dict(convert_state_dict(ref.state_dict()), strict=False)  # norm{i} stay weight 1, bias 0
+    x = torch.randn(1, 3, 200, 304)
+    with torch.no_grad():
+        maps = ours(x)
+        ref_maps = [torch.nn.functional.layer_norm(m.permute(0, 2, 3, 1), m.shape[1:2]).permute(0, 3, 1, 2)
+                    for m in ref(x)]
+    for a, b in zip(maps, ref_maps):
+        assert a.shape == b.shape and (a - b).abs().max() < 1e-4
