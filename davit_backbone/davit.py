@@ -12,9 +12,11 @@ Why it looks the way it does:
 - Tokens stay in a (B, H, W, C) tensor between layers. LayerNorm and Linear work on the last dim as is, and the
   depthwise convs of ConvPosEnc read the same memory as a channels_last NCHW view, so the block needs no transpose
   copies (the reference implementations flatten and transpose around every conv).
-- Both attentions go through ``F.scaled_dot_product_attention``. Channel attention in the official code is
-  ``softmax(scale * K^T V) Q^T``: that is SDPA with (query, key, value) = (K^T, V^T, Q^T), so it takes the fused
-  kernel too.
+- Window attention goes through ``F.scaled_dot_product_attention``. Channel attention in the official code is
+  ``softmax(scale * K^T V) Q^T``: SDPA with (query, key, value) = (K^T, V^T, Q^T) on small maps, and two strided bmm
+  on (C, N) matrices on large ones (``ChannelAttention._forward_channel_major``).
+- Linear layers use oneDNN's fused linear on CPU (``_linear``), and blocks write residual sums into buffers they own
+  (``_add_residual``): on CPU every fresh full-size buffer costs its page faults again. tools/benchmark.py measures.
 - Any input size works: the stem pads to a multiple of 4, downsampling to even sizes and window attention to the
   window size, all on the right/bottom (as the official code does), and results are cropped back.
 """
@@ -99,7 +101,7 @@ def _conv_nhwc(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
-# Linear layers hold 88% of DaViT's FLOPs. On CPU, eager PyTorch sends fp32 Linear to MKL's sgemm after a separate pass
+# Linear layers hold 87% of DaViT's FLOPs. On CPU, eager PyTorch sends fp32 Linear to MKL's sgemm after a separate pass
 # that broadcasts the bias into a fresh output; oneDNN's linear (what inductor uses for CPU inference) adds the bias,
 # and GELU when asked, inside the GEMM, and was 10-25% faster per GEMM on the machines we measured (tools/benchmark.py
 # is the judge; set False to compare against plain F.linear). It has no autograd formula of its own, hence
