@@ -93,12 +93,15 @@ def _pad_hw(x: torch.Tensor, multiple_h: int, multiple_w: int) -> torch.Tensor:
     return x
 
 
-def _conv_nhwc(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """Applies an NCHW conv to a (B, H, W, C) tensor, returning (B, H', W', C').
+def _conv_nhwc(conv: nn.Conv2d, x: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Applies an NCHW conv (with ``weight`` in place of its own, if given) to a (B, H, W, C) tensor, returning
+    (B, H', W', C').
 
     The permuted view is channels_last in memory, and convs keep that format, so no copy is made either way.
     """
-    return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    x = x.permute(0, 3, 1, 2)
+    x = conv(x) if weight is None else conv._conv_forward(x, weight, conv.bias)
+    return x.permute(0, 2, 3, 1)
 
 
 # Linear layers hold 87% of DaViT's FLOPs. On CPU, eager PyTorch sends fp32 Linear to MKL's sgemm after a separate pass
@@ -198,9 +201,7 @@ class ConvPosEnc(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_autocast_enabled(x.device.type):
             return x + _conv_nhwc(self.proj, x)
-        p = self.proj
-        y = F.conv2d(x.permute(0, 3, 1, 2), p.weight + self.identity, p.bias, p.stride, p.padding, p.dilation, p.groups)
-        return y.permute(0, 2, 3, 1)
+        return _conv_nhwc(self.proj, x, self.proj.weight + self.identity)
 
 
 def _add_residual(x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
@@ -240,7 +241,8 @@ class WindowAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
-        q, k, v = _linear(x, self.qkv).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = _linear(x, self.qkv).view(B, N, 3, self.num_heads, C // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         x = F.scaled_dot_product_attention(q, k, v)  # default scale = head_dim ** -0.5, as the paper
         return _linear(x.transpose(1, 2).reshape(B, N, C), self.proj)
 
@@ -264,7 +266,8 @@ class ChannelAttention(nn.Module):
         if N >= 4 * C:
             return self._forward_channel_major(x)
         # (3, B, heads, head_dim, N): the token axis is the feature axis of this attention
-        q, k, v = _linear(x, self.qkv).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 4, 1).unbind(0)
+        qkv = _linear(x, self.qkv).view(B, N, 3, self.num_heads, C // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 4, 1).unbind(0)
         x = F.scaled_dot_product_attention(k, v, q, scale=self.scale)  # (B, heads, head_dim, N)
         return _linear(x.permute(0, 3, 1, 2).reshape(B, N, C), self.proj)
 

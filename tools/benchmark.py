@@ -108,9 +108,12 @@ def peak_memory_mib(step, device) -> float:
     return peak / 2 ** 20
 
 
+def _autocast(device, dtype):
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
 def make_step(model, x, mode, dtype, device):
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else torch.autocast(
-        device.type, enabled=False)
+    autocast = _autocast(device, dtype)
     if mode == 'infer':
         model.eval()
 
@@ -162,7 +165,7 @@ def build_maskrcnn_models(size):
 
 def make_detector_step(model, data, dtype, device):
     model.eval()
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    autocast = _autocast(device, dtype)
 
     def step():
         with torch.no_grad(), autocast:
