@@ -5,7 +5,7 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for p in (ROOT, os.path.join(ROOT, 'tests')):
+for p in (ROOT, os.path.join(ROOT, 'tests'), os.path.join(ROOT, 'tools')):  # tools/_cli as the scripts see it
     if p not in sys.path:
         sys.path.insert(0, p)
 torch.set_num_threads(max(1, os.cpu_count() or 1))

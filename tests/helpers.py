@@ -41,7 +41,7 @@ def config_files(folder):
 def build_from_config(path, **overrides):
     """Builds the model of a config in its own scope (what tools/train.py does, minus the Runner)."""
     from mmengine.registry import MODELS, init_default_scope
-    from mmdavit import runner_utils as ru
+    import _cli as ru
     cfg = ru.load_config(path, overrides or None, None)
     init_default_scope(cfg.default_scope)
     return cfg, MODELS.build(cfg.model)

@@ -29,13 +29,11 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+import torch.nn as nn
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-
-from davit_backbone import DaViT, convert_state_dict  # noqa: E402
-from davit_backbone.flops import count_macs  # noqa: E402
+from davit_backbone import DaViT, convert_state_dict
+from davit_backbone.flops import count_macs
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # dense bf16/fp16 tensor-core peaks (TFLOP/s) for the fraction-of-peak column

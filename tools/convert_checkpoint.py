@@ -10,11 +10,9 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from davit_backbone import CheckpointFormatError, convert_state_dict, load_file, to_official  # noqa: E402
+from davit_backbone import CheckpointFormatError, convert_state_dict, load_file, to_official
 
 
 def main(argv=None):

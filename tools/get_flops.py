@@ -10,14 +10,11 @@ Default shapes: 224x224 (mmpretrain), 512x2048 (mmseg), 800x1280 (mmdet). Counte
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from davit_backbone.flops import count_macs  # noqa: E402
-from mmdavit import runner_utils as ru  # noqa: E402
+from davit_backbone.flops import count_macs
+import _cli as ru  # tools/ is on sys.path as the script's folder
 
 DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmseg': (512, 2048), 'mmdet': (800, 1280)}
 

@@ -9,11 +9,8 @@ mmpretrain): it is converted and loaded into the backbone (and a classifier's Li
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mmdavit import runner_utils as ru  # noqa: E402
+import _cli as ru  # tools/ is on sys.path as the script's folder
 
 
 def parse_args(argv=None):

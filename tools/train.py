@@ -6,11 +6,8 @@
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mmdavit import runner_utils as ru  # noqa: E402
+import _cli as ru  # tools/ is on sys.path as the script's folder
 
 
 def parse_args(argv=None):

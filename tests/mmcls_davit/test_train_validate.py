@@ -42,7 +42,7 @@ def test_validate_converted_checkpoint(tmp_path, fmt, seed):
     assert f'({fmt} format)' in r.stdout + r.stderr and re.search(r"'accuracy/top1': [0-9.]+", r.stdout)
     # same logits as timm once loaded the way test.py loads it
     from helpers import build_from_config
-    from mmdavit.runner_utils import load_model_checkpoint
+    from _cli import load_model_checkpoint
     _, model = build_from_config(os.path.join('configs', 'toy', 'davit-t_toy-imagefolder.py'))
     load_model_checkpoint(model.eval(), str(path))
     x = torch.randn(2, 3, 64, 64)

@@ -1,5 +1,6 @@
-"""What tools/train.py and tools/test.py share: config loading with the original release's overrides, early
-checks that fail before anything is written, the CPU (gloo) distributed path, and checkpoints of any format."""
+"""Command-line plumbing shared by the scripts in tools/ (imported as ``_cli``: a script's own folder is on
+``sys.path``): config loading with the original release's overrides, early checks that fail before anything is
+written, the CPU (gloo) distributed path, and one-line errors with exit code 2. Nothing here is library API."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,6 @@ from mmengine.config import Config, DictAction
 
 from davit_backbone import CheckpointFormatError, convert_state_dict
 
-TASK_PACKAGES = {'mmdet': 'mmdet_davit', 'mmseg': 'mmseg_davit', 'mmpretrain': 'mmcls_davit'}
 TOY_HINTS = {
     'mmdet': 'python tools/make_toy_data.py coco data/toy_coco',
     'mmseg': 'python tools/make_toy_data.py ade data/toy_ade',
@@ -43,21 +43,14 @@ def load_config(path: str, cfg_options: Optional[dict], work_dir: Optional[str])
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     scope = cfg.get('default_scope')
-    if scope not in TASK_PACKAGES:
-        raise UserError(f'{path}: default_scope must be one of {sorted(TASK_PACKAGES)}, got {scope!r}')
-    _import_task(scope)
+    if scope not in TOY_HINTS:
+        raise UserError(f'{path}: default_scope must be one of {sorted(TOY_HINTS)}, got {scope!r}')
     _map_legacy_pretrained(cfg)
     if work_dir:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
-
-
-def _import_task(scope: str) -> None:
-    import importlib
-    import mmdavit  # noqa: F401  (checkpoint allow-list, mmdavit scope)
-    importlib.import_module(TASK_PACKAGES[scope])
 
 
 def _map_legacy_pretrained(cfg: Config) -> None:
