@@ -1,82 +1,29 @@
-"""Loading checkpoint files safely on torch >= 2.6, in one place.
+"""Reading checkpoint files safely: ``torch.load(weights_only=True)`` or safetensors, with errors that name the file.
 
-torch >= 2.6 unpickles with ``weights_only=True`` by default, which refuses every class not on an allow-list.
-Checkpoints written by mmengine hold numpy arrays/scalars (in ``meta`` and ``message_hub``) and mmengine's
-``HistoryBuffer``; mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, so resume and test fail with
-``UnpicklingError: Weights only load failed``. Rather than turning the safety off (``weights_only=False`` executes
-arbitrary pickled code), we allow exactly the globals those checkpoints need. ``allow_checkpoint_globals()`` is
-called by the OpenMMLab adapters and the tools at import; ``load_file`` is what this package itself uses.
+``weights_only=True`` refuses every pickled class not on torch's allow-list, so a file cannot run code while it is
+read. Plain state dicts (official, timm, mmpretrain weights) need nothing more; training checkpoints that pickle other
+objects need their classes allowed first (``mmdavit.checkpoint`` allows exactly those of mmengine's checkpoints).
 """
 from __future__ import annotations
 
-import importlib
 import os
-from typing import Any, List
 
 import torch
 
-__all__ = ['allow_checkpoint_globals', 'load_file', 'CHECKPOINT_GLOBALS']
-
-# module path -> attribute names. Only data containers, nothing callable with side effects.
-CHECKPOINT_GLOBALS = {
-    'numpy': ['ndarray', 'dtype'],
-    'numpy.core.multiarray': ['_reconstruct', 'scalar'],
-    'numpy._core.multiarray': ['_reconstruct', 'scalar'],
-    'numpy.dtypes': ['Float64DType', 'Float32DType', 'Float16DType', 'Int64DType', 'Int32DType', 'Int16DType',
-                     'Int8DType', 'UInt8DType', 'BoolDType', 'StrDType', 'ObjectDType'],
-    'mmengine.logging.history_buffer': ['HistoryBuffer'],
-    'collections': ['OrderedDict', 'defaultdict'],
-    'builtins': ['set', 'slice'],
-    'argparse': ['Namespace'],  # timm's train.py stores its args in checkpoints
-}
-
-_installed = False
-
-
-def _history_buffer_getattr(obj, name):
-    """Stands in for ``builtins.getattr`` while unpickling: mmengine pickles HistoryBuffer statistics as bound methods
-    (``getattr(buffer, 'min')``). Allowing the real getattr would hand any pickle arbitrary attribute access; this
-    one resolves public attributes of the HistoryBuffer class and its objects only."""
-    import pickle
-    try:
-        from mmengine.logging.history_buffer import HistoryBuffer
-    except Exception:  # pragma: no cover - without mmengine nothing legitimate pickles getattr
-        HistoryBuffer = ()
-    if (obj is HistoryBuffer or isinstance(obj, HistoryBuffer)) and isinstance(name, str) and not name.startswith('_'):
-        return getattr(obj, name)
-    raise pickle.UnpicklingError(f'checkpoint asks for getattr({type(obj).__name__}, {name!r}); refused')
-
-
-def _resolve_globals() -> List[Any]:
-    found = []
-    for module, names in CHECKPOINT_GLOBALS.items():
-        try:
-            mod = importlib.import_module(module)
-        except Exception:  # numpy 1 vs 2 naming, mmengine absent: skip what does not exist here
-            continue
-        found += [getattr(mod, n) for n in names if hasattr(mod, n)]
-    return found
-
-
-def allow_checkpoint_globals() -> None:
-    """Adds the checkpoint globals to torch's weights-only allow-list (idempotent)."""
-    global _installed
-    if _installed or not hasattr(torch.serialization, 'add_safe_globals'):
-        return
-    torch.serialization.add_safe_globals(_resolve_globals() + [
-        (_history_buffer_getattr, 'builtins.getattr'), (_history_buffer_getattr, '__builtin__.getattr')])
-    _installed = True
+__all__ = ['load_file']
 
 
 def load_file(path: str, map_location='cpu'):
-    """``torch.load`` with weights_only=True and the allow-list above; a clear error for a missing or foreign file."""
+    """The object stored in ``path`` (.pth/.pt/.bin via torch, .safetensors via safetensors)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint file not found: {path!r}')
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file as load_safetensors
-        return load_safetensors(path, device=str(map_location))
-    allow_checkpoint_globals()
+        try:
+            return load_safetensors(path, device=str(map_location))
+        except Exception as e:
+            raise RuntimeError(f'could not read safetensors file {path!r}: {type(e).__name__}: {e}') from e
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # pickle errors come in many types; name the file and the cause
+    except Exception as e:  # truncated zips, foreign pickles and refused classes come as many exception types
         raise RuntimeError(f'could not load checkpoint {path!r}: {type(e).__name__}: {e}') from e

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from typing import Dict, Mapping, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
 __all__ = ['convert_state_dict', 'detect_format', 'unwrap_state_dict', 'to_official', 'CheckpointFormatError',
-           'OUR_KEY_PATTERN']
+           'OUR_KEY_PATTERN', 'fit_to_model', 'prepare_state_dict', 'adopt_state_dict', 'checkpoint_filter_fn']
 
 
 class CheckpointFormatError(ValueError):
@@ -155,10 +155,100 @@ def to_official(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return OrderedDict((_official_key(k, to_ours=False), v) for k, v in sd.items())
 
 
-def split_for_model(sd: Mapping[str, torch.Tensor], model) -> Tuple[Dict[str, torch.Tensor], list]:
-    """Drops what a model of this kind cannot hold: the classifier head for a dense backbone, the dense output
-    norms for a classifier. Returns (state dict to load, dropped keys)."""
-    dense = not getattr(model, 'is_classifier', False)
-    drop_prefix = ('head.',) if dense else tuple(f'norm{i}.' for i in range(8))
-    kept = OrderedDict((k, v) for k, v in sd.items() if not k.startswith(drop_prefix))
-    return kept, [k for k in sd if k.startswith(drop_prefix)]
+def fit_to_model(sd: Mapping[str, torch.Tensor], model) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor],
+                                                                List[str]]:
+    """Our-layout state dict -> what ``model`` holds. Returns (tensors for the model, ``head.fc.*`` tensors for a
+    task head outside the model, keys dropped because the model has no place for them).
+
+    - A backbone without a head (detection, segmentation, mmpretrain's GAP + LinearClsHead) drops the classifier's
+      ``head.norm`` unless its only output is the last stage: then ``head.norm`` becomes ``norm{last}`` as in
+      mmpretrain's conversion of the official weights; the ``head.fc`` Linear is handed to the task's head.
+    - A classifier that finds no ``head.norm`` but ``norm{last}`` (an mmpretrain checkpoint) takes it as its head norm.
+    - Dense output norms the model does not have (other ``out_indices``) are dropped.
+    """
+    own = set(model.state_dict())
+    last = len(model.stages) - 1
+    sd = OrderedDict(sd)
+    has_head = 'head.norm.weight' in own
+    last_norm = f'norm{last}.'
+    if not has_head and tuple(getattr(model, 'out_indices', ())) == (last,) and f'{last_norm}weight' not in sd:
+        sd = OrderedDict((last_norm + k[len('head.norm.'):] if k.startswith('head.norm.') else k, v)
+                         for k, v in sd.items())
+    elif has_head and 'head.norm.weight' not in sd and f'{last_norm}weight' in sd:
+        sd = OrderedDict(('head.norm.' + k[len(last_norm):] if k.startswith(last_norm) else k, v)
+                         for k, v in sd.items())
+    handed_up = OrderedDict((k, v) for k, v in sd.items() if k.startswith('head.fc.') and k not in own)
+    kept = OrderedDict((k, v) for k, v in sd.items() if k in own)
+    dropped = [k for k in sd if k not in own and k not in handed_up]
+    return kept, handed_up, dropped
+
+
+def check_shapes(sd: Mapping[str, torch.Tensor], model, source: str = 'checkpoint') -> None:
+    """Raises (before anything is copied) when a tensor does not fit the model: a different arch, most likely."""
+    own = model.state_dict()
+    bad = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+           for k, v in sd.items() if k in own and v.shape != own[k].shape]
+    if bad:
+        raise CheckpointFormatError(
+            f'{source}: {len(bad)} tensor(s) have other shapes than the model (a different arch or number of '
+            f'classes?): ' + '; '.join(bad[:5]))
+
+
+def prepare_state_dict(checkpoint, model, source: str = 'checkpoint'):
+    """Any DaViT checkpoint -> (tensors for ``model``, ``head.fc`` for a task head, dropped keys, format), with every
+    check done: unknown keys and shape mismatches raise ``CheckpointFormatError`` here, before the model is touched."""
+    try:
+        sd, fmt = convert_state_dict(checkpoint, return_format=True)
+    except CheckpointFormatError as e:
+        raise CheckpointFormatError(f'{source}: {e}') from None
+    kept, handed_up, dropped = fit_to_model(sd, model)
+    if not kept:
+        raise CheckpointFormatError(f'{source}: no tensor of this {fmt}-format checkpoint exists in the model')
+    check_shapes(kept, model, source)
+    return kept, handed_up, dropped, fmt
+
+
+def adopt_state_dict(model, state_dict: dict, prefix: str, unexpected_keys: List[str]) -> Optional[str]:
+    """The model's load hook: rewrites ``state_dict`` in place so that the tensors meant for ``model`` (found under
+    ``prefix``, or, when nothing is there and the whole dict is a bare DaViT checkpoint, the whole dict) carry its
+    keys. Runs before torch copies anything; raises on unknown keys and shape mismatches. mmengine's loaders pass the
+    whole checkpoint to every submodule, so a bare DaViT file given as a detector's ``load_from`` reaches the
+    backbone here, and the classifier Linear it carries is put where the task model's head (``<parent>.head.fc``)
+    loads it next. Returns a line for the log when something was converted, moved or dropped."""
+    source = [k for k in state_dict if k.startswith(prefix)]
+    if not source:
+        if not prefix or not state_dict:
+            return None
+        try:  # nothing under our prefix: is the whole dict a bare DaViT checkpoint?
+            detect_format(state_dict)
+        except CheckpointFormatError:
+            return None  # not ours to judge: torch reports the missing keys
+        source = list(state_dict)
+    where = prefix.rstrip('.') or 'the model'
+    sub = OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, state_dict[k]) for k in source)
+    kept, handed_up, dropped, fmt = prepare_state_dict(sub, model, source=f'checkpoint for {where}')
+    renamed = [k for k in source if k[len(prefix):] not in kept or not k.startswith(prefix)]
+    if fmt == 'ours' and not renamed:
+        return None  # already our keys, all of them used: nothing to rewrite
+    for k in source:
+        del state_dict[k]
+        if k in unexpected_keys:  # a parent module may have listed it before this hook ran
+            unexpected_keys.remove(k)
+    state_dict.update((prefix + k, v) for k, v in kept.items())
+    parent = prefix[:-len('backbone.')] if prefix.endswith('backbone.') else None
+    handed = []
+    if parent is not None:
+        for k, v in handed_up.items():
+            if parent + k not in state_dict:
+                state_dict[parent + k] = v
+                handed.append(parent + k)
+    dropped += [k for k in handed_up if parent + k not in handed] if parent is not None else list(handed_up)
+    return (f'{fmt}-format DaViT checkpoint: {len(kept)} tensors loaded into {where}'
+            + (f'; classifier {handed} handed to the task head' if handed else '')
+            + (f'; {len(dropped)} without a place in this model dropped: {dropped[:6]}' if dropped else ''))
+
+
+def checkpoint_filter_fn(state_dict, model):
+    """timm's pretrained filter: any DaViT layout -> this model's keys. No shape check here: timm drops a classifier
+    of another size after the filter (the load hook checks what is left)."""
+    return fit_to_model(convert_state_dict(state_dict), model)[0]

@@ -1,36 +1,38 @@
 """DaViT: Dual Attention Vision Transformers (Ding et al., ECCV 2022), in plain PyTorch.
 
-One implementation serves every task: the ImageNet classifier (``num_classes > 0``) and the dense-task backbone
-(``num_classes == 0``: a tuple of NCHW maps at strides 4, 8, 16, 32, each behind its own LayerNorm, as the official
-detection/segmentation backbone returns). mmpretrain, mmdet and mmseg adapt this module; none of them copies it.
+One implementation serves every task. ``DaViT`` follows timm's model conventions (``forward_features`` -> NCHW map,
+``forward_head``, ``num_classes=0`` -> pooled features, ``forward_intermediates``, ``feature_info``) and adds the
+dense-task outputs the detection/segmentation release has: ``forward_dense`` returns a LayerNorm-ed NCHW map per
+``out_indices`` entry (``norm{i}``). mmpretrain, mmdet and mmseg adapt this module (``mmdavit``); none copies it.
 
 Layout: the stem (7x7 conv, stride 4) and each downsample (LayerNorm, 2x2 conv, stride 2) change resolution; each stage
 is a run of dual blocks, a dual block being a spatial (window) attention block followed by a channel (group)
 attention block, and each sub-block is ``x += ConvPosEnc(x); x += Attn(LN(x)); x += ConvPosEnc(x); x += MLP(LN(x))``.
 
 Why it looks the way it does:
-- Tokens stay in a (B, H, W, C) tensor between layers. LayerNorm and Linear work on the last dim as is, and the
-  depthwise convs of ConvPosEnc read the same memory as a channels_last NCHW view, so the block needs no transpose
-  copies (the reference implementations flatten and transpose around every conv).
-- Window attention goes through ``F.scaled_dot_product_attention``. Channel attention in the official code is
-  ``softmax(scale * K^T V) Q^T``: SDPA with (query, key, value) = (K^T, V^T, Q^T) on small maps, and two strided bmm
-  on (C, N) matrices on large ones (``ChannelAttention._forward_channel_major``).
-- Linear layers use oneDNN's fused linear on CPU (``_linear``), and blocks write residual sums into buffers they own
-  (``_add_residual``): on CPU every fresh full-size buffer costs its page faults again. tools/benchmark.py measures.
+- Tokens stay in a (B, H, W, C) tensor between layers: LayerNorm and Linear work on the last dim as is, and the
+  depthwise convs read the same memory as a channels_last NCHW view, so blocks need no transpose copies.
+- This file is the model as the paper writes it, and what TorchScript, torch.fx and torch.compile see. The CPU fast
+  paths (fused oneDNN linears, in-place residual sums, ...) live in ``kernels.py`` behind one switch; each sub-block
+  hands itself to them only in eager fp32 CPU runs, and tests prove both give the same outputs and gradients.
 - Any input size works: the stem pads to a multiple of 4, downsampling to even sizes and window attention to the
-  window size, all on the right/bottom (as the official code does), and results are cropped back.
+  window size, all on the right/bottom (as the official code does), and results are cropped back. Those
+  shape-dependent helpers are leaves for torch.fx (``torch.fx.wrap``) so that tracing does not branch on sizes.
 """
-from __future__ import annotations
 
-import math
-from typing import Dict, Optional, Sequence, Tuple, Union
+import contextlib
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
-__all__ = ['DaViT', 'arch_zoo', 'IMAGENET_MEAN', 'IMAGENET_STD']
+from . import kernels
+from .convert import checkpoint_filter_fn  # noqa: F401  timm looks it up in the model's module
+
+__all__ = ['DaViT', 'arch_zoo', 'resolve_arch', 'IMAGENET_MEAN', 'IMAGENET_STD']
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -66,6 +68,66 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
     return arch
 
 
+def _per_stage(value, num_stages: int, name: str) -> list:
+    """One value for every stage, or a sequence with one per stage."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != num_stages:
+            raise ValueError(f'{name} has {len(value)} entries for {num_stages} stages')
+        return list(value)
+    return [value] * num_stages
+
+
+# ----------------------------------------------------------------------------------- shape helpers (fx leaves)
+def _check_image_batch(x: torch.Tensor, in_chans: int) -> None:
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise ValueError('DaViT expects images of shape (B, {}, H, W), got {}'.format(in_chans, list(x.shape)))
+
+
+def _pad_hw(x: torch.Tensor, multiple_h: int, multiple_w: int) -> torch.Tensor:
+    """Zero-pads a (B, H, W, C) tensor on the bottom/right up to multiples of the given sizes."""
+    pad_b = (multiple_h - x.shape[1] % multiple_h) % multiple_h
+    pad_r = (multiple_w - x.shape[2] % multiple_w) % multiple_w
+    if pad_b > 0 or pad_r > 0:
+        x = F.pad(x, [0, 0, 0, pad_r, 0, pad_b])
+    return x
+
+
+def _pad_image(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pads a (B, C, H, W) image on the bottom/right up to a multiple of ``multiple``."""
+    pad_b = (multiple - x.shape[2] % multiple) % multiple
+    pad_r = (multiple - x.shape[3] % multiple) % multiple
+    if pad_b > 0 or pad_r > 0:
+        x = F.pad(x, [0, pad_r, 0, pad_b])
+    return x
+
+
+def _window_size(height: int, width: int, window_size: int, pad_small_map: bool) -> int:
+    """The official model pads maps smaller than a window up to it; mmpretrain's ``pad_small_map=False`` shrinks
+    the window to the map instead."""
+    if pad_small_map:
+        return window_size
+    return min(window_size, min(height, width))
+
+
+for _fn in (_check_image_batch, _pad_hw, _pad_image, _window_size):
+    torch.fx.wrap(_fn.__name__)
+
+
+def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
+    """(B, H, W, C) with H, W multiples of the window -> (B * windows, window_size ** 2, C)."""
+    B, H, W, C = x.shape
+    x = x.view(B, H // window_size, window_size, W // window_size, window_size, C)
+    return x.transpose(2, 3).reshape(-1, window_size * window_size, C)
+
+
+def window_reverse(windows: torch.Tensor, window_size: int, height: int, width: int) -> torch.Tensor:
+    """The inverse of ``window_partition``: (B * windows, window_size ** 2, C) -> (B, H, W, C)."""
+    C = windows.shape[-1]
+    x = windows.view(-1, height // window_size, width // window_size, window_size, window_size, C)
+    return x.transpose(2, 3).reshape(-1, height, width, C)
+
+
+# ------------------------------------------------------------------------------------------------------ layers
 class DropPath(nn.Module):
     """Stochastic depth: drops the whole residual branch per sample during training."""
 
@@ -77,102 +139,29 @@ class DropPath(nn.Module):
         if self.drop_prob == 0. or not self.training:
             return x
         keep = 1 - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        mask = x.new_empty([x.shape[0]] + [1] * (x.dim() - 1)).bernoulli_(keep)
         return x * mask.div_(keep)
 
     def extra_repr(self) -> str:
         return f'drop_prob={self.drop_prob}'
 
 
-def _pad_hw(x: torch.Tensor, multiple_h: int, multiple_w: int) -> torch.Tensor:
-    """Zero-pads a (B, H, W, C) tensor on the bottom/right up to multiples of the given sizes."""
-    H, W = x.shape[1:3]
-    pad_b, pad_r = (-H) % multiple_h, (-W) % multiple_w
-    if pad_b or pad_r:
-        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-    return x
-
-
-def _conv_nhwc(conv: nn.Conv2d, x: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Applies an NCHW conv (with ``weight`` in place of its own, if given) to a (B, H, W, C) tensor, returning
-    (B, H', W', C').
-
-    The permuted view is channels_last in memory, and convs keep that format, so no copy is made either way.
-    """
-    x = x.permute(0, 3, 1, 2)
-    x = conv(x) if weight is None else conv._conv_forward(x, weight, conv.bias)
-    return x.permute(0, 2, 3, 1)
-
-
-# Linear layers hold 87% of DaViT's FLOPs. On CPU, eager PyTorch sends fp32 Linear to MKL's sgemm after a separate pass
-# that broadcasts the bias into a fresh output; oneDNN's linear (what inductor uses for CPU inference) adds the bias,
-# and GELU when asked, inside the GEMM, and was 10-25% faster per GEMM on the machines we measured (tools/benchmark.py
-# is the judge; set False to compare against plain F.linear). It has no autograd formula of its own, hence
-# _OneDNNLinear for training.
-USE_ONEDNN_LINEAR = hasattr(torch.ops.mkldnn, '_linear_pointwise') and torch.backends.mkldnn.is_available()
-
-
-def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                   gelu: bool = False) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu' if gelu else 'none', [],
-                                              'none' if gelu else '')
-
-
-class _OneDNNLinear(torch.autograd.Function):
-    """F.linear with the oneDNN forward and the input gradient on oneDNN too (a linear by W^T); the weight gradient,
-    a reduction over all tokens, stays with torch.mm. Saves what addmm's own backward saves (input and weight)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias):  # x: (M, K); 2-D so that the output is no view (blocks add into it in place)
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return _onednn_linear(x, weight, bias)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = _onednn_linear(grad, weight.t().contiguous(), None)
-        if ctx.needs_input_grad[1]:
-            grad_w = grad.t().mm(x)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum(0)
-        return grad_x, grad_w, grad_b
-
-
-def _linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> torch.Tensor:
-    """``layer(x)``, followed by exact (erf) GELU when asked."""
-    if (USE_ONEDNN_LINEAR and x.device.type == 'cpu' and x.dtype == layer.weight.dtype == torch.float32
-            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()):
-        if not torch.is_grad_enabled():
-            return _onednn_linear(x, layer.weight, layer.bias, gelu)
-        x = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]), layer.weight, layer.bias).view(*x.shape[:-1], -1)
-    else:
-        x = layer(x)
-    if not gelu:
-        return x
-    # without autograd GELU may overwrite the Linear's output: the largest buffer of the block, allocated once
-    return torch.ops.aten.gelu_(x) if not torch.is_grad_enabled() else F.gelu(x)
-
-
 class Stem(nn.Module):
-    """7x7 conv with stride 4 then LayerNorm: (B, 3, H, W) -> (B, ceil(H/4), ceil(W/4), C)."""
+    """7x7 conv with stride ``patch_size`` (4) then LayerNorm: (B, 3, H, W) -> (B, H/4, W/4, C), sizes rounded up."""
 
-    def __init__(self, in_chans: int, embed_dim: int):
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int = 4):
         super().__init__()
-        self.conv = nn.Conv2d(in_chans, embed_dim, kernel_size=7, stride=4, padding=3)
+        self.patch_size = patch_size
+        self.conv = nn.Conv2d(in_chans, embed_dim, kernel_size=7, stride=patch_size, padding=3)
         self.norm = nn.LayerNorm(embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        H, W = x.shape[-2:]
-        x = F.pad(x, (0, (-W) % 4, 0, (-H) % 4))  # as the official PatchEmbed: pad right/bottom to a multiple of 4
+        x = _pad_image(x, self.patch_size)  # as the official PatchEmbed: right/bottom up to a stride multiple
         return self.norm(self.conv(x).permute(0, 2, 3, 1))
 
 
 class Downsample(nn.Module):
-    """LayerNorm then 2x2 conv with stride 2: (B, H, W, C) -> (B, ceil(H/2), ceil(W/2), C')."""
+    """LayerNorm then 2x2 conv with stride 2: (B, H, W, C) -> (B, H/2, W/2, C'), sizes rounded up."""
 
     def __init__(self, in_dim: int, out_dim: int):
         super().__init__()
@@ -180,54 +169,32 @@ class Downsample(nn.Module):
         self.conv = nn.Conv2d(in_dim, out_dim, kernel_size=2, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _conv_nhwc(self.conv, _pad_hw(self.norm(x), 2, 2))
+        # an NCHW conv on the permuted view, which is channels_last in memory: no copy either way
+        return self.conv(_pad_hw(self.norm(x), 2, 2).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
 class ConvPosEnc(nn.Module):
-    """Convolutional position encoding: ``x + DWConv3x3(x)`` on (B, H, W, C).
-
-    The residual is folded into the kernel (1 added at the centre tap of every channel), so the block is one conv: one
-    pass over memory and one new buffer instead of two. Under autocast the conv runs in low precision and the identity
-    tap would round the residual stream to it, so there the add stays separate, in the stream's dtype.
-    """
+    """Convolutional position encoding: ``x + DWConv3x3(x)`` on (B, H, W, C)."""
 
     def __init__(self, dim: int, kernel_size: int = 3):
         super().__init__()
         self.proj = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
-        identity = torch.zeros(dim, 1, kernel_size, kernel_size)
-        identity[:, 0, kernel_size // 2, kernel_size // 2] = 1
-        self.register_buffer('identity', identity, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_autocast_enabled(x.device.type):
-            return x + _conv_nhwc(self.proj, x)
-        return _conv_nhwc(self.proj, x, self.proj.weight + self.identity)
-
-
-def _add_residual(x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-    """``x + branch`` where both are buffers the calling block made itself, so one may be overwritten.
-
-    Without autograd the sum goes into ``x``; with it, into ``branch`` when that keeps the dtype and layout (the ops
-    that make a branch, Linear, copies and DropPath's mul, do not need their output for backward). Either way one
-    full-size buffer fewer is allocated, which on CPU also saves its page faults.
-    """
-    if not torch.is_grad_enabled():
-        return x.add_(branch)
-    if branch.dtype == x.dtype and branch.is_contiguous() and branch.shape == x.shape:
-        return branch.add_(x)
-    return x + branch
+        return x + self.proj(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
 class Mlp(nn.Module):
-    """Linear, exact GELU, Linear; the GELU is applied by ``_linear`` (fused into fc1 where it can be)."""
+    """Linear, exact GELU, Linear."""
 
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _linear(_linear(x, self.fc1, gelu=True), self.fc2)
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class WindowAttention(nn.Module):
@@ -241,10 +208,9 @@ class WindowAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
-        qkv = _linear(x, self.qkv).view(B, N, 3, self.num_heads, C // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         x = F.scaled_dot_product_attention(q, k, v)  # default scale = head_dim ** -0.5, as the paper
-        return _linear(x.transpose(1, 2).reshape(B, N, C), self.proj)
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
 
 class ChannelAttention(nn.Module):
@@ -263,40 +229,15 @@ class ChannelAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
-        if N >= 4 * C:
-            return self._forward_channel_major(x)
-        # (3, B, heads, head_dim, N): the token axis is the feature axis of this attention
-        qkv = _linear(x, self.qkv).view(B, N, 3, self.num_heads, C // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 4, 1).unbind(0)
-        x = F.scaled_dot_product_attention(k, v, q, scale=self.scale)  # (B, heads, head_dim, N)
-        return _linear(x.permute(0, 3, 1, 2).reshape(B, N, C), self.proj)
-
-    def _forward_channel_major(self, x: torch.Tensor) -> torch.Tensor:
-        """The same attention computed on (C, N) matrices, for maps with many tokens per channel.
-
-        SDPA needs (batch, head)-major copies of q, k, v and of its output, four passes over the largest tensors of
-        the block. Computing ``qkv^T = W x^T`` instead, with W's rows regrouped head-major ([head][q|k|v][dim]),
-        puts every (batch, head) pair at one stride, so both products are single strided bmm calls and the result
-        comes out as the proj input, transposed: no copies. With few tokens per channel (late stages) the batch of
-        broadcast weights costs more than the copies saved, hence the ``N >= 4 * C`` switch in ``forward``.
-        """
-        B, N, C = x.shape
-        h, d = self.num_heads, C // self.num_heads
-        w = self.qkv.weight.view(3, h, d, C).transpose(0, 1).reshape(3 * C, C)
-        if self.qkv.bias is None:
-            qkv = torch.bmm(w.expand(B, 3 * C, C), x.transpose(1, 2))  # (B, 3C, N)
-        else:
-            b = self.qkv.bias.view(3, h, d).transpose(0, 1).reshape(3 * C, 1)
-            qkv = torch.baddbmm(b, w.expand(B, 3 * C, C), x.transpose(1, 2))
-        q, k, v = qkv.view(B * h, 3, d, N).unbind(1)  # each (B * heads, head_dim, N)
-        attn = torch.bmm(k, v.transpose(1, 2)).mul_(self.scale).softmax(dim=-1)  # (B * heads, head_dim, head_dim)
-        x = torch.bmm(attn, q).view(B, C, N)
-        return torch.baddbmm(self.proj.bias, x.transpose(1, 2), self.proj.weight.t().expand(B, C, C))
+        # (B, heads, head_dim, N) each: the token axis is the feature axis of this attention
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 4, 1).unbind(0)
+        x = F.scaled_dot_product_attention(k, v, q, scale=self.scale)
+        return self.proj(x.permute(0, 3, 1, 2).reshape(B, N, C))
 
 
 class _SubBlock(nn.Module):
     """What both sub-blocks share, on (B, H, W, C): ``x += CPE(x); x += Attn(LN(x)); x += CPE(x); x += MLP(LN(x))``.
-    Subclasses give the attention module and how its output joins the residual stream (``_add_attention``)."""
+    Subclasses give the attention module and ``attend``, which applies it to the normalised (B, H, W, C) map."""
 
     def __init__(self, dim: int, attn: nn.Module, mlp_ratio: float, drop_path: float):
         super().__init__()
@@ -308,38 +249,35 @@ class _SubBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
 
-    def _add_attention(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Returns ``x + DropPath(Attn(y))``; y = norm1(x)."""
+    def attend(self, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.cpe1(x)  # a new buffer: the residual adds below may write into it
-        x = self._add_attention(x, self.norm1(x))
+        if not torch.jit.is_scripting():  # TorchScript compiles only the plain path below
+            if kernels.applies(self, x):
+                return kernels.sub_block(self, x)
+        x = self.cpe1(x)
+        x = x + self.drop_path(self.attend(self.norm1(x)))
         x = self.cpe2(x)
-        return _add_residual(x, self.drop_path(self.mlp(self.norm2(x))))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class SpatialBlock(_SubBlock):
     """Window-attention sub-block: non-overlapping windows, bottom/right zero-padded."""
 
     def __init__(self, dim: int, num_heads: int, window_size: int = 7, mlp_ratio: float = 4.,
-                 qkv_bias: bool = True, drop_path: float = 0.):
+                 qkv_bias: bool = True, drop_path: float = 0., pad_small_map: bool = True):
         super().__init__(dim, WindowAttention(dim, num_heads, qkv_bias), mlp_ratio, drop_path)
         self.window_size = window_size
+        self.pad_small_map = pad_small_map
 
-    def _add_attention(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def attend(self, y: torch.Tensor) -> torch.Tensor:
         B, H, W, C = y.shape
-        ws = self.window_size
-        # padded after the norm, as officially: padded tokens are zeros, not LayerNorm(0) = bias
-        y = _pad_hw(y, ws, ws)
-        Hp, Wp = y.shape[1:3]
-        y = y.view(B, Hp // ws, ws, Wp // ws, ws, C).transpose(2, 3).reshape(-1, ws * ws, C)
-        y = self.attn(y).view(B, Hp // ws, Wp // ws, ws, ws, C).transpose(2, 3)  # windows, back in image order
-        if not torch.is_grad_enabled() and (Hp, Wp) == (H, W) and x.is_contiguous():
-            # undo the partition while adding: one strided pass, no buffer
-            x.view(B, H // ws, ws, W // ws, ws, C).add_(y)
-            return x
-        return _add_residual(x, self.drop_path(y.reshape(B, Hp, Wp, C)[:, :H, :W]))
+        ws = _window_size(H, W, self.window_size, self.pad_small_map)
+        y = _pad_hw(y, ws, ws)  # after the norm, as officially: padded tokens are zeros, not LayerNorm(0) = bias
+        Hp, Wp = y.shape[1], y.shape[2]
+        y = window_reverse(self.attn(window_partition(y, ws)), ws, Hp, Wp)
+        return y[:, :H, :W]
 
 
 class ChannelBlock(_SubBlock):
@@ -349,18 +287,19 @@ class ChannelBlock(_SubBlock):
                  drop_path: float = 0.):
         super().__init__(dim, ChannelAttention(dim, num_heads, qkv_bias), mlp_ratio, drop_path)
 
-    def _add_attention(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def attend(self, y: torch.Tensor) -> torch.Tensor:
         B, H, W, C = y.shape
-        return _add_residual(x, self.drop_path(self.attn(y.reshape(B, H * W, C)).view(B, H, W, C)))
+        return self.attn(y.reshape(B, H * W, C)).view(B, H, W, C)
 
 
 class DualBlock(nn.Module):
     """A spatial block then a channel block: the unit the paper's depths count."""
 
     def __init__(self, dim: int, num_heads: int, window_size: int, mlp_ratio: float, qkv_bias: bool,
-                 drop_paths: Tuple[float, float]):
+                 drop_paths: Tuple[float, float], pad_small_map: bool = True):
         super().__init__()
-        self.spatial_block = SpatialBlock(dim, num_heads, window_size, mlp_ratio, qkv_bias, drop_paths[0])
+        self.spatial_block = SpatialBlock(dim, num_heads, window_size, mlp_ratio, qkv_bias, drop_paths[0],
+                                          pad_small_map)
         self.channel_block = ChannelBlock(dim, num_heads, mlp_ratio, qkv_bias, drop_paths[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -371,117 +310,180 @@ class DaViTStage(nn.Module):
     """Optional downsample, then ``depth`` dual blocks. (B, H, W, C_in) -> (B, H', W', C)."""
 
     def __init__(self, in_dim: Optional[int], dim: int, depth: int, num_heads: int, window_size: int,
-                 mlp_ratio: float, qkv_bias: bool, drop_paths: Sequence[float], with_cp: bool = False):
+                 mlp_ratio: float, qkv_bias: bool, drop_paths: Sequence[float], with_cp: bool = False,
+                 pad_small_map: bool = True):
         super().__init__()
         self.downsample = Downsample(in_dim, dim) if in_dim is not None else nn.Identity()
         self.blocks = nn.Sequential(*[
-            DualBlock(dim, num_heads, window_size, mlp_ratio, qkv_bias, tuple(drop_paths[2 * i:2 * i + 2]))
+            DualBlock(dim, num_heads, window_size, mlp_ratio, qkv_bias, tuple(drop_paths[2 * i:2 * i + 2]),
+                      pad_small_map)
             for i in range(depth)])
         self.with_cp = with_cp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x)
-        for block in self.blocks:
-            if self.with_cp and torch.is_grad_enabled() and x.requires_grad:
-                x = cp.checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-        return x
+        return self.forward_blocks(self.downsample(x))
+
+    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if self.with_cp and torch.is_grad_enabled():
+                for block in self.blocks:
+                    x = cp.checkpoint(block, x, use_reentrant=False)
+                return x
+        return self.blocks(x)
+
+
+class UnsupportedPoolError(ValueError, AssertionError):
+    """A pooling the head does not have. Also an AssertionError: timm's model tests expect that type there."""
+
+
+def _check_pool(global_pool: str) -> str:
+    if global_pool not in ('avg', ''):
+        raise UnsupportedPoolError(f"global_pool must be 'avg' or '' (no pooling), got {global_pool!r}")
+    return global_pool
 
 
 class ClassifierHead(nn.Module):
-    """Global average pool, LayerNorm, Linear: the official order (pool before norm)."""
+    """Global average pool, LayerNorm, Linear: the official order (pool before norm), on an NCHW map.
 
-    def __init__(self, dim: int, num_classes: int, drop_rate: float = 0.):
+    ``global_pool=''`` keeps the map: the norm (and the Linear, if any) then act on each position's channels.
+    """
+
+    def __init__(self, dim: int, num_classes: int, global_pool: str = 'avg', drop_rate: float = 0.):
         super().__init__()
+        self.global_pool = _check_pool(global_pool)
+        self.num_features = dim
         self.norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.norm(x.mean(dim=(1, 2)))  # x: (B, H, W, C)
-        return x if pre_logits else self.fc(self.drop(x))
+        if self.global_pool == 'avg':
+            x = self.norm(x.mean(dim=(2, 3)))
+            return x if pre_logits else self.fc(self.drop(x))
+        x = self.norm(x.permute(0, 2, 3, 1))
+        if not pre_logits:
+            x = self.fc(self.drop(x))
+        return x.permute(0, 3, 1, 2)
 
 
+def _take_indices(num_stages: int, indices: Optional[Union[int, Sequence[int]]]) -> Tuple[List[int], int]:
+    """timm's convention: None -> every stage, int n -> the last n, a sequence -> those (negative from the end)."""
+    if indices is None:
+        indices = num_stages
+    if isinstance(indices, int):
+        if not 0 < indices <= num_stages:
+            raise ValueError(f'last-n indices ({indices}) must lie in 1..{num_stages}')
+        take = list(range(num_stages - indices, num_stages))
+    else:
+        if any(not -num_stages <= i < num_stages for i in indices):
+            raise ValueError(f'indices {list(indices)} must lie in -{num_stages}..{num_stages - 1}')
+        take = [i % num_stages for i in indices]
+    return take, max(take)
+
+
+# ------------------------------------------------------------------------------------------------------- model
 class DaViT(nn.Module):
-    """DaViT backbone or classifier.
+    """DaViT classifier (timm's conventions) with the dense-task outputs of the detection/segmentation release.
 
     Args:
         arch: 'tiny' | 'small' | 'base' | 'large' | 'huge' | 'giant' (or 't', 's', ...) or a dict with
             ``embed_dims`` (4 ints, or one int doubled per stage), ``depths`` and ``num_heads``.
         in_chans: input channels.
-        num_classes: > 0 builds the ImageNet classifier (pool, LayerNorm, Linear) and ``forward`` returns logits
-            (B, num_classes); 0 builds the dense backbone whose ``forward`` returns a tuple of NCHW maps.
-        out_indices: stages (0..3) whose maps the dense backbone returns; each gets its own LayerNorm ``norm{i}``.
-        window_size: spatial attention window (7 in the paper).
-        mlp_ratio, qkv_bias: as in the paper (4, True).
+        num_classes: classes of the head's Linear; 0 leaves the pooled, normalised features (timm's convention).
+        global_pool: 'avg' (the paper) or '' (no pooling: ``forward`` returns the normalised NCHW map).
+        with_head: False builds no classifier head at all (a detection/segmentation backbone): ``forward`` then
+            returns the last stage's NCHW map and ``forward_dense`` the normalised maps of ``out_indices``.
+        out_indices: stages (0..3, negative from the end) that ``forward_dense`` returns, each behind its own
+            LayerNorm ``norm{i}`` as the official dense backbone; empty (timm's models) builds none.
+        out_after_downsample: ``forward_dense`` returns stage i's map after the next stage's downsample (mmpretrain's
+            option; its ``norm{i}`` then has the next stage's width). The last stage has no downsample after it.
+        patch_size: the stem's stride.
+        window_size, mlp_ratio, qkv_bias: as in the paper (7, 4, True); one value or one per stage.
+        pad_small_map: True (the paper): maps smaller than a window are zero-padded up to it; False (mmpretrain's
+            default): the window shrinks to the map. One value or one per stage.
+        drop_rate: dropout before the head's Linear.
         drop_path_rate: stochastic depth, rising linearly over all sub-blocks (spatial and channel) as officially.
-        drop_rate: dropout before the classifier's Linear.
         frozen_stages: -1 freezes nothing; 0 the stem; k >= 1 the stem and stages 0..k-1 with their output norms
-            (mmdet's Swin/ResNet convention).
-        norm_eval: keep BatchNorm layers (none in DaViT itself; kept for API parity with OpenMMLab backbones) in eval.
+            (mmdet's Swin/ResNet convention; mmpretrain's differs by one, see ``mmdavit.DaViTMMPretrain``).
         with_cp: gradient checkpointing per dual block: less activation memory for ~30% more compute.
+        device, dtype: where and in which dtype parameters are created (timm's factory passes them).
 
-    Shapes, dense mode, input (B, 3, H, W): outputs[i] is (B, embed_dims[i], ceil(H / 2**(i+2)), ...) for i in
-    out_indices (the ceil comes from padding each stride to fit).
+    Shapes, input (B, 3, H, W): stage i's map is (B, embed_dims[i], ceil(H / 2**(i+2)), ceil(W / 2**(i+2))).
     """
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
                  in_chans: int = 3,
-                 num_classes: int = 0,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 window_size: int = 7,
-                 mlp_ratio: float = 4.,
-                 qkv_bias: bool = True,
-                 drop_path_rate: float = 0.1,
+                 num_classes: int = 1000,
+                 global_pool: str = 'avg',
+                 with_head: bool = True,
+                 out_indices: Sequence[int] = (),
+                 out_after_downsample: bool = False,
+                 patch_size: int = 4,
+                 window_size: Union[int, Sequence[int]] = 7,
+                 mlp_ratio: Union[float, Sequence[float]] = 4.,
+                 qkv_bias: Union[bool, Sequence[bool]] = True,
+                 pad_small_map: Union[bool, Sequence[bool]] = True,
                  drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
                  frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False):
+                 with_cp: bool = False,
+                 device=None,
+                 dtype=None):
         super().__init__()
+        _install_parent_hook()
         arch = resolve_arch(arch)
         self.arch = arch
         self.embed_dims = tuple(arch['embed_dims'])
         self.depths = tuple(arch['depths'])
         self.num_heads = tuple(arch['num_heads'])
         self.num_stages = len(self.depths)
-        self.in_chans = in_chans
-        self.num_classes = num_classes
-        self.window_size = window_size
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
         for d, h in zip(self.embed_dims, self.num_heads):
             if d % h:
                 raise ValueError(f'embed dim {d} is not divisible by its {h} heads')
+        self.in_chans = in_chans
+        self.num_classes = num_classes if with_head else 0
+        self.with_head = with_head
+        self.num_features = self.head_hidden_size = self.embed_dims[-1]
+        self.window_size = window_size
+        self.frozen_stages = frozen_stages
+        self.with_cp = with_cp
+        self.out_after_downsample = out_after_downsample
+        self.out_indices = self._resolve_out_indices(out_indices)
+        self.feature_info = [dict(num_chs=d, reduction=patch_size * 2 ** i, module=f'stages.{i}')
+                             for i, d in enumerate(self.embed_dims)]
 
-        out_indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
-        out_indices = [i % self.num_stages for i in out_indices]  # -1 means the last stage, as in OpenMMLab
-        if any(not 0 <= i < self.num_stages for i in out_indices):
-            raise ValueError(f'out_indices {out_indices} must lie in 0..{self.num_stages - 1}')
-        self.is_classifier = num_classes > 0  # fixed at build; reset_classifier(0) keeps pooled pre-logits
-        self.out_indices = () if self.is_classifier else tuple(out_indices)
-
-        # linspace over every sub-block (2 per dual block), indexed 2 * block + (0 spatial | 1 channel)
-        dpr = torch.linspace(0, drop_path_rate, 2 * sum(self.depths)).tolist()
-        self.stem = Stem(in_chans, self.embed_dims[0])
-        stages, offset = [], 0
-        for i, depth in enumerate(self.depths):
-            stages.append(DaViTStage(
-                self.embed_dims[i - 1] if i > 0 else None, self.embed_dims[i], depth, self.num_heads[i],
-                window_size, mlp_ratio, qkv_bias, dpr[offset:offset + 2 * depth], with_cp))
-            offset += 2 * depth
-        self.stages = nn.Sequential(*stages)
-
-        if self.is_classifier:
-            self.head = ClassifierHead(self.embed_dims[-1], num_classes, drop_rate)
-        else:
+        n = self.num_stages
+        window_sizes, mlp_ratios = _per_stage(window_size, n, 'window_size'), _per_stage(mlp_ratio, n, 'mlp_ratio')
+        qkv_biases, pad_small = _per_stage(qkv_bias, n, 'qkv_bias'), _per_stage(pad_small_map, n, 'pad_small_map')
+        # linspace over every sub-block (2 per dual block), indexed 2 * block + (0 spatial | 1 channel); on the CPU
+        # whatever device the model is built on (a meta tensor has no values to list)
+        dpr = torch.linspace(0, drop_path_rate, 2 * sum(self.depths), device='cpu').tolist()
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            self.stem = Stem(in_chans, self.embed_dims[0], patch_size)
+            stages, offset = [], 0
+            for i, depth in enumerate(self.depths):
+                stages.append(DaViTStage(
+                    self.embed_dims[i - 1] if i > 0 else None, self.embed_dims[i], depth, self.num_heads[i],
+                    window_sizes[i], mlp_ratios[i], qkv_biases[i], dpr[offset:offset + 2 * depth], with_cp,
+                    pad_small[i]))
+                offset += 2 * depth
+            self.stages = nn.Sequential(*stages)
+            if with_head:
+                self.head = ClassifierHead(self.num_features, num_classes, global_pool, drop_rate)
             for i in self.out_indices:
-                self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i]))
-
+                width = self.embed_dims[min(i + 1, n - 1)] if out_after_downsample else self.embed_dims[i]
+                self.add_module(f'norm{i}', nn.LayerNorm(width))
         self.apply(self._init_weights)
+        if dtype is not None:
+            self.to(dtype=dtype)
         self._freeze_stages()
+
+    def _resolve_out_indices(self, out_indices) -> Tuple[int, ...]:
+        out_indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
+        if any(not -self.num_stages <= i < self.num_stages for i in out_indices):
+            raise ValueError(f'out_indices {out_indices} must lie in 0..{self.num_stages - 1} (or count from -1)')
+        return tuple(i % self.num_stages for i in out_indices)  # -1 means the last stage, as in OpenMMLab
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -492,36 +494,77 @@ class DaViT(nn.Module):
                 nn.init.zeros_(m.bias)
 
     # ------------------------------------------------------------------------------------------------ forward
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f'DaViT expects images of shape (B, {self.in_chans}, H, W), got {tuple(x.shape)}')
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in, H, W) -> last stage tokens (B, H/32, W/32, C) in channels-last layout."""
-        self._check_input(x)
-        return self.stages(self.stem(x))
-
-    def forward_dense(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """(B, C_in, H, W) -> tuple of normalised NCHW maps for ``out_indices``."""
-        self._check_input(x)
-        x = self.stem(x)
-        outs = []
-        last = max(self.out_indices, default=-1)
-        for i, stage in enumerate(self.stages):
-            if i > last:  # later stages feed nothing that is returned
-                break
-            x = stage(x)
-            if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x).permute(0, 3, 1, 2).contiguous())
-        return tuple(outs)
+        """(B, C_in, H, W) -> the last stage's map, NCHW (a channels_last view: no copy)."""
+        _check_image_batch(x, self.in_chans)
+        return self.stages(self.stem(x)).permute(0, 3, 1, 2)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)
 
-    def forward(self, x: torch.Tensor):
-        if self.is_classifier:
-            return self.forward_head(self.forward_features(x))
-        return self.forward_dense(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_features(x)
+        if self.with_head:
+            x = self.forward_head(x)
+        return x
+
+    @torch.jit.ignore
+    def forward_dense(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """(B, C_in, H, W) -> tuple of LayerNorm-ed NCHW maps for ``out_indices`` (the detection backbone)."""
+        _check_image_batch(x, self.in_chans)
+        x = self.stem(x)
+        outs = {}
+        last = max(self.out_indices, default=-1)
+        downsampled = False
+        for i, stage in enumerate(self.stages):
+            if i > last:  # later stages feed nothing that is returned
+                break
+            x = stage.forward_blocks(x) if downsampled else stage(x)
+            # out_after_downsample: the next stage's downsample runs here, once, for the output and for that stage
+            downsampled = self.out_after_downsample and i + 1 < self.num_stages
+            if downsampled:
+                x = self.stages[i + 1].downsample(x)
+            if i in self.out_indices:
+                outs[i] = getattr(self, f'norm{i}')(x).permute(0, 3, 1, 2).contiguous()
+        return tuple(outs[i] for i in self.out_indices)
+
+    @torch.jit.ignore
+    def forward_intermediates(self, x: torch.Tensor, indices: Optional[Union[int, List[int]]] = None,
+                              norm: bool = False, stop_early: bool = False, output_fmt: str = 'NCHW',
+                              intermediates_only: bool = False):
+        """timm's feature API: the raw (un-normalised) NCHW map of each stage in ``indices``.
+
+        ``norm`` is accepted for timm's callers; DaViT has no norm between the last stage and the head.
+        Returns the maps, or (final features as ``forward_features``, maps).
+        """
+        if output_fmt != 'NCHW':
+            raise ValueError("DaViT's intermediates are NCHW")
+        _check_image_batch(x, self.in_chans)
+        take, max_index = _take_indices(len(self.stages), indices)
+        x = self.stem(x)
+        intermediates = []
+        for i, stage in enumerate(self.stages):
+            if stop_early and i > max_index:
+                break
+            x = stage(x)
+            if i in take:
+                intermediates.append(x.permute(0, 3, 1, 2).contiguous())
+        if intermediates_only:
+            return intermediates
+        return x.permute(0, 3, 1, 2), intermediates
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> List[int]:
+        """timm's pruning for feature extraction: drops the stages after the last index (and the head)."""
+        take, max_index = _take_indices(len(self.stages), indices)
+        prune_end = max_index < len(self.stages) - 1
+        self.stages = self.stages[:max_index + 1]
+        if prune_end:  # the features now end at the last kept stage; the head was sized for the final one
+            self.num_features = self.head_hidden_size = self.embed_dims[max_index]
+        if self.with_head and (prune_head or prune_end):
+            self.reset_classifier(0, '', reset_other=True)
+        return take
 
     # ------------------------------------------------------------------------------- training conveniences
     def _freeze_stages(self) -> None:
@@ -536,46 +579,157 @@ class DaViT(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+        self._freeze_stages()  # frozen parts stay in eval mode whatever the caller asks
         return self
 
+    @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """timm's name for ``with_cp``."""
         self.with_cp = enable
         for stage in self.stages:
             stage.with_cp = enable
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Parameter groups for timm's layer-wise lr decay: stem, then each stage (coarse) or block."""
+        return dict(stem=r'^stem', blocks=r'^stages\.(\d+)' if coarse else [
+            (r'^stages\.(\d+)\.downsample', (0,)),
+            (r'^stages\.(\d+)\.blocks\.(\d+)', None),
+        ])
+
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.head.fc
 
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        """timm API: a new Linear for ``num_classes`` (0 -> Identity, the pooled pre-logits)."""
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None, reset_other: bool = False) -> None:
+        """timm API: a new Linear for ``num_classes`` (0: none, the head returns pre-logits), made on the model's
+        device and dtype. ``global_pool`` None keeps the current pooling; ``reset_other`` also drops the head's norm
+        (a pass-through head for pruned feature extractors)."""
+        ref = next(self.parameters())
+        dd = dict(device=ref.device, dtype=ref.dtype)
+        if global_pool is not None:
+            self.head.global_pool = _check_pool(global_pool)
+        if reset_other:
+            self.head.norm = nn.Identity()
+        if self.head.num_features != self.num_features:
+            self.head.norm = nn.LayerNorm(self.num_features, **dd) if not reset_other else nn.Identity()
+            self.head.num_features = self.num_features
         self.num_classes = num_classes
-        self.head.fc = nn.Linear(self.embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
+        self.head.fc = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        if num_classes > 0 and ref.device.type != 'meta':
             self._init_weights(self.head.fc)
+        self.head.train(self.head.training)
 
     @torch.jit.ignore
     def no_weight_decay_keywords(self):
-        """Parameter name fragments exempt from weight decay (timm's optimizer factory reads this)."""
+        """Parameter name fragments exempt from weight decay (the official Swin/DaViT recipes' keywords)."""
         return {'cpe', 'norm', 'bias'}
 
+    # --------------------------------------------------------------------------------- the one loading path
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Every loader ends here (``load_state_dict``, mmengine's ``load_checkpoint``/``load_from``, timm's
+        ``load_pretrained``, the task repos' inferencers): a checkpoint in any known DaViT layout is converted in
+        place, or refused with a clear error before any tensor is copied. See ``convert.adopt_state_dict``."""
+        self._adopt(state_dict, prefix, unexpected_keys)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    def _adopt(self, state_dict, prefix, unexpected_keys) -> None:
+        from .convert import adopt_state_dict
+        message = adopt_state_dict(self, state_dict, prefix, unexpected_keys)
+        if message:
+            self._log_load(message)
+
+    def _log_load(self, message: str) -> None:
+        """Where the loader's report goes; the OpenMMLab adapter sends it to mmengine's logger."""
+        import logging
+        logging.getLogger('davit_backbone').info(message)
 
 
-def expected_out_shapes(arch: Union[str, dict], height: int, width: int) -> Tuple[Tuple[int, int, int], ...]:
-    """(C, H, W) of each stage's output for an input of height x width, padding included."""
-    dims = resolve_arch(arch)['embed_dims']
-    h, w = math.ceil(height / 4), math.ceil(width / 4)
-    shapes = []
-    for i, d in enumerate(dims):
-        if i:
-            h, w = math.ceil(h / 2), math.ceil(w / 2)
-        shapes.append((d, h, w))
-    return tuple(shapes)
+def _adopt_for_davit_children(parent, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+    """Load pre-hook of a module holding a DaViT. torch and mmengine hand each child only the keys under its own
+    prefix, so a bare DaViT checkpoint given to a whole task model (``load_from``, ``get_model(pretrained=...)``, an
+    inferencer's ``weights``) would never reach the backbone: the parent, which sees them, converts them first."""
+    for name, child in parent._modules.items():
+        if isinstance(child, DaViT):
+            child._adopt(state_dict, prefix + name + '.', unexpected_keys)
+
+
+def _on_submodule_registered(parent: nn.Module, name: str, submodule) -> None:
+    if isinstance(submodule, DaViT) and not getattr(parent, '_davit_load_pre_hook', False):
+        parent.register_load_state_dict_pre_hook(_adopt_for_davit_children)
+        parent._davit_load_pre_hook = True
+
+
+_PARENT_HOOK = []
+
+
+def _install_parent_hook() -> None:
+    """Once per process, when the first DaViT is built (not at import): a torch module-registration hook that gives
+    every module a DaViT is assigned to the load pre-hook above. Building a DaViT is what this changes globally."""
+    if not _PARENT_HOOK:
+        _PARENT_HOOK.append(nn.modules.module.register_module_module_registration_hook(_on_submodule_registered))
+
+
+# ------------------------------------------------------------------------------------------ timm entry points
+# With timm installed, importing this module registers the original release's names with timm's registry, the way
+# timm's own model files do (timm's ``register_model``; ``list_models(module='davit')`` finds them beside timm's
+# ``davit_*``): ``timm.create_model('DaViT_tiny', features_only=True)``, timm's train/validate scripts and
+# ``pretrained=True`` (timm's published weights of the official release, through ``checkpoint_filter_fn``) all work.
+def _timm_cfg(hf_hub_id: str = '', **kwargs) -> dict:
+    # crop_pct 0.875 (resize 256 -> crop 224) as the official release evaluated; timm's davit_* cfg says 0.95
+    return dict(url='', hf_hub_id=hf_hub_id or None, num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7),
+                crop_pct=0.875, interpolation='bicubic', mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                first_conv='stem.conv', classifier='head.fc', license='apache-2.0', **kwargs)
+
+
+try:
+    from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+except ImportError:  # timm is optional: the model works without it
+    register_model = None
+
+if register_model is not None:
+    default_cfgs = generate_default_cfgs({
+        'DaViT_tiny.msft_in1k': _timm_cfg('timm/davit_tiny.msft_in1k'),
+        'DaViT_small.msft_in1k': _timm_cfg('timm/davit_small.msft_in1k'),
+        'DaViT_base.msft_in1k': _timm_cfg('timm/davit_base.msft_in1k'),
+        'DaViT_large': _timm_cfg(),
+        'DaViT_huge': _timm_cfg(),
+        'DaViT_giant': _timm_cfg(),
+    })
+
+    def _create_davit(variant: str, pretrained: bool = False, **kwargs) -> DaViT:
+        # features_only goes through forward_intermediates (timm's 'getter'): stage outputs are NHWC inside the
+        # model, so hooking the stage modules (timm's default) would hand out channels-last tensors
+        out_indices = kwargs.pop('out_indices', tuple(range(4)))
+        if {'embed_dims', 'depths', 'num_heads'} & set(kwargs):  # timm's davit spells the arch as three kwargs
+            kwargs['arch'] = dict(resolve_arch(kwargs['arch']), **{k: kwargs.pop(k) for k in
+                                                                  ('embed_dims', 'depths', 'num_heads') if k in kwargs})
+        return build_model_with_cfg(DaViT, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+                                    feature_cfg=dict(out_indices=out_indices, feature_cls='getter'), **kwargs)
+
+    @register_model
+    def DaViT_tiny(pretrained: bool = False, **kwargs) -> DaViT:
+        return _create_davit('DaViT_tiny', pretrained, **dict(arch='tiny', **kwargs))
+
+    @register_model
+    def DaViT_small(pretrained: bool = False, **kwargs) -> DaViT:
+        return _create_davit('DaViT_small', pretrained, **dict(arch='small', **kwargs))
+
+    @register_model
+    def DaViT_base(pretrained: bool = False, **kwargs) -> DaViT:
+        return _create_davit('DaViT_base', pretrained, **dict(arch='base', **kwargs))
+
+    @register_model
+    def DaViT_large(pretrained: bool = False, **kwargs) -> DaViT:
+        return _create_davit('DaViT_large', pretrained, **dict(arch='large', **kwargs))
+
+    @register_model
+    def DaViT_huge(pretrained: bool = False, **kwargs) -> DaViT:
+        return _create_davit('DaViT_huge', pretrained, **dict(arch='huge', **kwargs))
+
+    @register_model
+    def DaViT_giant(pretrained: bool = False, **kwargs) -> DaViT:
+        return _create_davit('DaViT_giant', pretrained, **dict(arch='giant', **kwargs))

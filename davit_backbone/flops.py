@@ -8,35 +8,32 @@ counted (as in those papers' tables).
 """
 from __future__ import annotations
 
-import math
-
 from typing import Callable, Dict, Tuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+from . import kernels
 
 
 def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def _onednn_linear_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
-    return 2 * math.prod(x_shape[:-1]) * x_shape[-1] * w_shape[0]
-
-
 # SDPA's CPU kernel is missing from PyTorch's registry (CUDA's flash/efficient/cudnn kernels are in it), so without
-# this every CPU count would leave attention out; likewise oneDNN's linear, which DaViT uses on CPU without autograd.
+# this every CPU count would leave attention out.
 _EXTRA = {}
 if hasattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu'):
     _EXTRA[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = _sdpa_cpu_flops
-if hasattr(torch.ops.mkldnn, '_linear_pointwise'):
-    _EXTRA[torch.ops.mkldnn._linear_pointwise] = _onednn_linear_flops
 
 
 def count_macs(fn: Callable, *args, **kwargs) -> Tuple[float, Dict[str, float]]:
-    """Runs ``fn(*args, **kwargs)`` once under no_grad and returns (total multiply-adds, per-op multiply-adds)."""
+    """Runs ``fn(*args, **kwargs)`` once under no_grad and returns (total multiply-adds, per-op multiply-adds).
+
+    DaViT runs its plain forward here (``kernels.disabled()``): the counter then sees the model's own matrix
+    products, whatever fused kernels the CPU fast path would call instead."""
     counter = FlopCounterMode(display=False, custom_mapping=_EXTRA)
-    with torch.no_grad(), counter:
+    with torch.no_grad(), kernels.disabled(), counter:
         fn(*args, **kwargs)
     per_op = {str(op).split('.')[1] if '.' in str(op) else str(op): n / 2 for op, n in counter.get_flop_counts().get('Global', {}).items()}
     return counter.get_total_flops() / 2, per_op

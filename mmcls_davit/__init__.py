@@ -1,14 +1,14 @@
 """Registers DaViT into mmpretrain's MODELS (mmpretrain is the renamed mmcls; ``custom_imports=['mmcls_davit']``).
 
-mmpretrain's own DaViT stays available as ``MMPretrainDaViT``. Ours differs in two ways that matter for its
-checkpoints (converted from the official weights): the stem pads 3 on every side as the official model does
-(mmpretrain's pads 'same'-adaptively, which shifts every feature), and ``out_type='pre_logits'`` pools before the
-final LayerNorm as the official classifier does (mmpretrain normalises before pooling).
+``type='DaViT'`` in mmpretrain's scope builds ``mmdavit.DaViTMMPretrain``: our backbone with every argument of
+mmpretrain's own DaViT, its defaults and its ``frozen_stages`` convention, so mmpretrain's configs and model-zoo names
+build it and load any DaViT checkpoint (official, timm, mmpretrain, ours). mmpretrain's own class stays reachable as
+``MMPretrainDaViT``. The README's "mmpretrain" section says where the two compute differently (the stem padding).
 """
 import mmpretrain.models  # noqa: F401  fills the registry, so its own DaViT is seen and kept
 from mmpretrain.registry import MODELS
 
-from mmdavit import DaViT, register_into
+from mmdavit import DaViTMMPretrain, register_into
 
-register_into(MODELS, keep_existing_as='MMPretrainDaViT')
-__all__ = ['DaViT']
+register_into(MODELS, DaViTMMPretrain, keep_existing_as='MMPretrainDaViT')
+__all__ = ['DaViTMMPretrain']

@@ -1,32 +1,33 @@
 """mmdavit: the OpenMMLab side of DaViT.
 
-``mmdavit.DaViT`` is the one adapter (an mmengine ``BaseModule`` around ``davit_backbone.DaViT``) that
-``mmcls_davit``, ``mmdet_davit`` and ``mmseg_davit`` register into their task's registry; this package also owns
-the ``mmdavit`` registry scope (so ``type='mmdavit.DaViT'`` works from any task) and the checkpoint plumbing shared
-by the tools.
+``mmdavit.DaViT`` is the one adapter (an mmengine ``BaseModule`` that *is* a ``davit_backbone.DaViT``) that
+``mmdet_davit`` and ``mmseg_davit`` register into their task's registry; ``mmcls_davit`` registers
+``DaViTMMPretrain``, the same adapter under mmpretrain's conventions. This package also owns the ``mmdavit`` registry
+scope (``type='mmdavit.DaViT'`` works from any task) and the weights-only allow-list for mmengine's checkpoints.
+
+Importing it registers ``DaViT`` into the ``mmdavit`` scope and nothing else; torch's allow-list is extended by
+``allow_mmengine_checkpoints()``, which building the backbone (and each tool) calls.
 """
-from davit_backbone import allow_checkpoint_globals
+from .adapter import DaViT, DaViTMMPretrain
+from .checkpoint import allow_mmengine_checkpoints, load_checkpoint_file
+from .registry import MODELS
 
-allow_checkpoint_globals()  # before any mmengine torch.load: see davit_backbone/checkpoint.py
-
-from .adapter import DaViT  # noqa: E402
-from .registry import MODELS  # noqa: E402
-
-__all__ = ['DaViT', 'MODELS', 'register_into']
+__all__ = ['DaViT', 'DaViTMMPretrain', 'MODELS', 'register_into', 'allow_mmengine_checkpoints',
+           'load_checkpoint_file']
 __version__ = '0.1.0'
 
 
-def register_into(registry, keep_existing_as: str = None):
-    """Registers the adapter as ``DaViT`` in a task registry (mmdet/mmseg/mmpretrain MODELS).
+def register_into(registry, module=DaViT, keep_existing_as: str = None) -> None:
+    """Registers ``module`` as ``DaViT`` in a task registry (mmdet/mmseg/mmpretrain MODELS); idempotent.
 
     mmpretrain ships its own ``DaViT``; ``keep_existing_as`` keeps that one reachable under another name.
     """
     existing = registry.module_dict.get('DaViT')
-    if existing is DaViT:
+    if existing is module:
         return
     if existing is not None and keep_existing_as and keep_existing_as not in registry.module_dict:
         registry.register_module(module=existing, name=keep_existing_as)
-    registry.register_module(module=DaViT, name='DaViT', force=True)
+    registry.register_module(module=module, name='DaViT', force=True)
 
 
 register_into(MODELS)  # the mmdavit scope itself: type='mmdavit.DaViT'

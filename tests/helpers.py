@@ -17,6 +17,27 @@ def randomize_norms(model):
     return model
 
 
+def count_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def expected_out_shapes(arch, height, width):
+    """(C, H, W) of each stage's output for an input of height x width: every stride rounds up (padding)."""
+    import math
+    from davit_backbone import resolve_arch
+    h, w, shapes = height, width, []
+    for i, d in enumerate(resolve_arch(arch)['embed_dims']):
+        h, w = (math.ceil(h / 4), math.ceil(w / 4)) if i == 0 else (math.ceil(h / 2), math.ceil(w / 2))
+        shapes.append((d, h, w))
+    return tuple(shapes)
+
+
+def dense_davit(arch='tiny', **kwargs):
+    """The plain model as the detection backbone: no head, a LayerNorm-ed map per stage (``forward_dense``)."""
+    from davit_backbone import DaViT
+    return DaViT(arch, with_head=False, out_indices=(0, 1, 2, 3), **kwargs)
+
+
 def run_tool(*args, env=None, timeout=900, cwd=ROOT):
     """Runs a command from the repo root with this interpreter's environment; returns CompletedProcess."""
     full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
@@ -59,3 +80,49 @@ def scalars(work_dir):
 
 def python_tool(*args, **kw):
     return run_tool(sys.executable, *args, **kw)
+
+
+# ------------------------------------------------------------------------- checkpoints in every known layout
+def to_timm(sd):
+    import re
+    return {re.sub(r'\.blocks\.(\d+)\.(spatial|channel)_block\.',
+                   lambda m: f'.blocks.{m.group(1)}.{0 if m.group(2) == "spatial" else 1}.', k): v
+            for k, v in sd.items()}
+
+
+def to_mmpretrain(sd):
+    """Our keys -> mmpretrain's DaViT (the downsample entering stage i+1 stored at the end of stage i; the
+    classifier's norm as norm3; the Linear in the task head), as a whole ImageClassifier checkpoint."""
+    import re
+    out = {}
+    for k, v in sd.items():
+        k = k.replace('stem.conv.', 'patch_embed.projection.').replace('stem.norm.', 'patch_embed.norm.')
+        m = re.match(r'stages\.(\d+)\.downsample\.(conv|norm)\.(.*)', k)
+        if m:
+            k = f'stages.{int(m.group(1)) - 1}.downsample.{"projection" if m.group(2) == "conv" else "norm"}.{m.group(3)}'
+        k = k.replace('.attn.qkv.', '.attn.w_msa.qkv.').replace('.attn.proj.', '.attn.w_msa.proj.')
+        k = k.replace('.mlp.fc1.', '.ffn.layers.0.0.').replace('.mlp.fc2.', '.ffn.layers.1.')
+        if k.startswith('head.fc.'):
+            out[k] = v
+        else:
+            out['backbone.' + k.replace('head.norm.', 'norm3.')] = v
+    return out
+
+
+def in_layout(sd, fmt):
+    """Our state dict (a classifier's) written in another release's layout: 'official', 'timm', 'mmpretrain'
+    (a whole ImageClassifier checkpoint) or 'ours'."""
+    from davit_backbone import to_official
+    return {'official': to_official, 'timm': to_timm, 'mmpretrain': to_mmpretrain, 'ours': dict}[fmt](sd)
+
+
+def task_tool(repo, name):
+    """A task repo's own script as its wheel ships it, e.g. task_tool('mmdet', 'train.py')."""
+    import importlib
+    return os.path.join(os.path.dirname(importlib.import_module(repo).__file__), '.mim', 'tools', name)
+
+
+def saved_tensors(path):
+    """The state dict of a checkpoint file written by a Runner."""
+    from mmdavit import load_checkpoint_file
+    return load_checkpoint_file(str(path))['state_dict']

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config, DictAction
 
-from davit_backbone import CheckpointFormatError, convert_state_dict
+from davit_backbone.convert import CheckpointFormatError, detect_format, unwrap_state_dict
 
 TOY_HINTS = {
     'mmdet': 'python tools/make_toy_data.py coco data/toy_coco',
@@ -130,40 +130,36 @@ def build_runner(cfg: Config):
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
 
 
-def _is_whole_model_state(sd: dict, model) -> bool:
-    own = set(model.state_dict())
-    return len(set(sd) & own) >= 0.5 * len(own)
-
-
-def load_model_checkpoint(model, path: str, logger=None) -> str:
-    """Loads ``path`` into a whole task model. An mmengine checkpoint of this model loads as is; a bare DaViT
-    checkpoint in any format (official, timm, mmpretrain) goes into ``model.backbone`` (and a classifier's Linear
-    into ``model.head.fc``). Returns the format that was loaded."""
-    from mmengine.runner.checkpoint import CheckpointLoader, load_state_dict
-    if not osp.isfile(path) and '://' not in path:
+def read_checkpoint(path: str):
+    """The object in ``path`` (weights_only, with mmengine's checkpoint classes allowed), or a UserError naming the
+    file: missing, truncated, or not a checkpoint at all."""
+    from mmdavit import load_checkpoint_file
+    if not osp.isfile(path):
         raise UserError(f'checkpoint file not found: {path!r}')
-    obj = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    sd = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
-    from mmengine.model import is_model_wrapper
-    inner = model.module if is_model_wrapper(model) else model
-    if isinstance(sd, dict):
-        sd = {k.replace('module.', '', 1): v for k, v in sd.items()}
-        if _is_whole_model_state(sd, inner):
-            load_state_dict(inner, sd, strict=False, logger=logger)
-            return 'mmengine'
     try:
-        ours, fmt = convert_state_dict(obj, return_format=True)
+        return load_checkpoint_file(path)
+    except RuntimeError as e:
+        raise UserError(f'{e}. Is the file complete (not cut off by a crash or an unfinished download)?') from None
+
+
+def load_model_checkpoint(model, path: str, logger=None) -> None:
+    """Loads ``path`` into a whole task model with mmengine's own loader: a checkpoint written by tools/train.py loads
+    as is, and a bare DaViT checkpoint in any layout (official, timm, mmpretrain) is converted by the backbone's load
+    hook, its classifier Linear going to the task model's head. A file that is neither is refused before loading."""
+    from mmengine.runner.checkpoint import load_checkpoint
+    obj = read_checkpoint(path)
+    sd = obj.get('state_dict', obj) if isinstance(obj, dict) else None
+    own = set(model.state_dict())
+    if not isinstance(sd, dict) or not set(k.replace('module.', '', 1) for k in sd) & own:
+        try:
+            detect_format(unwrap_state_dict(obj))
+        except CheckpointFormatError as e:
+            raise UserError(f'{path}: neither a checkpoint of this model nor a DaViT checkpoint: {e}') from None
+    try:
+        load_checkpoint(model, path, map_location='cpu', strict=False, logger=logger or 'current',
+                        revise_keys=[(r'^module\.', '')])
     except CheckpointFormatError as e:
-        raise UserError(f'{path}: neither a checkpoint of this model nor a DaViT checkpoint: {e}') from None
-    backbone = {k: v for k, v in ours.items() if not k.startswith('head.fc.')}
-    head = {k[len('head.'):]: v for k, v in ours.items() if k.startswith('head.fc.')}
-    from davit_backbone import load_pretrained
-    load_pretrained(inner.backbone, backbone, log=(logger.info if logger else print))
-    if head:
-        if not hasattr(inner, 'head') or not hasattr(inner.head, 'fc'):
-            raise UserError(f'{path}: has a classifier head but the model has no head.fc to take it')
-        inner.head.load_state_dict(head, strict=False)
-    return fmt
+        raise UserError(str(e)) from None
 
 
 def run_main(main) -> None:

@@ -32,7 +32,7 @@ import time
 import torch
 import torch.nn as nn
 
-from davit_backbone import DaViT, convert_state_dict
+from davit_backbone import DaViT
 from davit_backbone.flops import count_macs
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -53,14 +53,29 @@ class MMPretrainClassifier(nn.Module):
         return self.fc(self.norm(self.backbone(x)[-1].mean((2, 3))))
 
 
+class DenseBackbone(nn.Module):
+    """Our DaViT as detectors call it: the four LayerNorm-ed NCHW maps of ``forward_dense``."""
+
+    def __init__(self, arch, with_cp):
+        super().__init__()
+        self.davit = DaViT(arch, with_head=False, out_indices=(0, 1, 2, 3), with_cp=with_cp, drop_path_rate=0.0)
+
+    def forward(self, x):
+        return self.davit.forward_dense(x)
+
+
+def build_ours(arch, dense, with_cp):
+    return DenseBackbone(arch, with_cp) if dense else DaViT(arch, with_cp=with_cp, drop_path_rate=0.0)
+
+
 def build_models(arch, dense, with_cp):
     models = {}
     import timm
     ref = timm.create_model(f'davit_{arch}', features_only=dense, **({} if dense else {'num_classes': 1000}))
     if with_cp:
         ref.set_grad_checkpointing(True) if hasattr(ref, 'set_grad_checkpointing') else None
-    ours = DaViT(arch, num_classes=0 if dense else 1000, with_cp=with_cp, drop_path_rate=0.0)
-    ours.load_state_dict(convert_state_dict(ref.state_dict()), strict=False)
+    ours = build_ours(arch, dense, with_cp)
+    (ours.davit if dense else ours).load_state_dict(ref.state_dict(), strict=False)  # converted by the load hook
     models['ours'] = ours
     models['timm'] = ref
     try:
@@ -199,7 +214,7 @@ def run(args):
         steps[name] = make_detector_step(m, data, dtype, device) if args.maskrcnn else make_step(
             m, x, args.mode, dtype, device)
     if args.with_cp and not args.maskrcnn:  # the same model without checkpointing, for the memory ratio only
-        plain = DaViT(args.arch, num_classes=0 if args.dense else 1000, drop_path_rate=0.0).to(device)
+        plain = build_ours(args.arch, args.dense, with_cp=False).to(device)
         plain.load_state_dict(models['ours'].state_dict())
         extra = {'ours_without_cp': make_step(torch.compile(plain) if args.compile else plain, x, args.mode, dtype,
                                               device)}

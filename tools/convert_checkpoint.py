@@ -12,7 +12,8 @@ import sys
 
 import torch
 
-from davit_backbone import CheckpointFormatError, convert_state_dict, load_file, to_official
+from davit_backbone import CheckpointFormatError, convert_state_dict, to_official
+from mmdavit.checkpoint import load_checkpoint_file
 
 
 def main(argv=None):
@@ -22,10 +23,10 @@ def main(argv=None):
     parser.add_argument('--to', choices=['ours', 'official'], default='ours', help='key layout to write')
     args = parser.parse_args(argv)
     try:
-        sd, fmt = convert_state_dict(load_file(args.src), return_format=True)
+        sd, fmt = convert_state_dict(load_checkpoint_file(args.src), return_format=True)
     except (CheckpointFormatError, FileNotFoundError, RuntimeError) as e:
         print(f'error: {e}', file=sys.stderr)
-        return 1
+        return 2
     if args.to == 'official':
         sd = to_official(sd)
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)

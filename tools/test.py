@@ -65,8 +65,7 @@ def _apply_eval(cfg, metrics):
 def main():
     args = parse_args()
     cfg = ru.load_config(args.config, args.cfg_options, args.work_dir)
-    if not os.path.isfile(args.checkpoint) and '://' not in args.checkpoint:
-        raise ru.UserError(f'checkpoint file not found: {args.checkpoint!r}')
+    ru.read_checkpoint(args.checkpoint)  # a missing, truncated or foreign file fails here, before anything is written
     ru.check_datasets(cfg, ['test'])
     if args.tta:
         _apply_tta(cfg)
@@ -87,8 +86,7 @@ def main():
     target = runner.model.module if is_model_wrapper(runner.model) else runner.model
     if args.tta:
         target = target.module  # the TTA wrapper holds the model as .module
-    fmt = ru.load_model_checkpoint(target, args.checkpoint, logger=runner.logger)
-    runner.logger.info(f'loaded {args.checkpoint} ({fmt} format)')
+    ru.load_model_checkpoint(target, args.checkpoint, logger=runner.logger)
     metrics = runner.test()
     print({k: round(float(v), 4) if isinstance(v, (int, float)) else v for k, v in metrics.items()})
 

@@ -3,7 +3,7 @@ import torch
 
 from davit_backbone import CheckpointFormatError, DaViT, convert_state_dict, detect_format, load_pretrained
 from davit_backbone import to_official
-from helpers import randomize_norms
+from helpers import dense_davit, in_layout, randomize_norms
 
 timm = pytest.importorskip('timm')
 
@@ -28,7 +28,7 @@ def test_timm_odd_size_features_match(seed):
     ours.load_state_dict(convert_state_dict(ref.state_dict()))
     x = torch.randn(1, 3, 97, 131)
     with torch.no_grad():
-        a = ours.forward_features(x).permute(0, 3, 1, 2)
+        a = ours.forward_features(x)
         b = ref.forward_features(x)
     assert a.shape == b.shape and (a - b).abs().max() < 1e-4
 
@@ -36,7 +36,7 @@ def test_timm_odd_size_features_match(seed):
 def test_timm_features_only_checkpoint_converts():
     ref = timm.create_model('davit_tiny', features_only=True)
     sd = convert_state_dict(ref.state_dict())
-    missing, unexpected = DaViT('tiny').load_state_dict(sd, strict=False)
+    missing, unexpected = dense_davit().load_state_dict(sd, strict=False)
     assert unexpected == [] and sorted(missing) == sorted(f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias'))
 
 
@@ -57,13 +57,13 @@ def test_official_layout_round_trip(seed):
 
 
 def test_official_dense_norms_map_through():
-    dense = DaViT('tiny')
+    dense = dense_davit()
     sd = convert_state_dict(to_official(dense.state_dict()))
     assert set(sd) == set(dense.state_dict())
 
 
 def test_whole_openmmlab_model_keeps_backbone_only():
-    ours = DaViT('tiny')
+    ours = dense_davit()
     sd = {'state_dict': {**{'backbone.' + k: v for k, v in ours.state_dict().items()},
                          'neck.lateral_convs.0.conv.weight': torch.zeros(1), 'meta': torch.zeros(1)}}
     assert set(convert_state_dict(sd)) == set(ours.state_dict())
@@ -90,7 +90,7 @@ def test_load_pretrained_file_drops_classifier_for_dense(tmp_path, seed):
     clf = DaViT('tiny', num_classes=1000)
     path = tmp_path / 'clf.pth'
     torch.save({'state_dict': clf.state_dict()}, path)
-    dense = DaViT('tiny')
+    dense = dense_davit()
     report = load_pretrained(dense, str(path))
     assert report['format'] == 'ours' and any(k.startswith('head.') for k in report['dropped'])
     assert sorted(report['missing']) == sorted(f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias'))
@@ -106,7 +106,7 @@ def test_timm_registry_names():
 
 
 def test_detect_format_names():
-    assert detect_format(DaViT('tiny').state_dict()) == 'ours'
+    assert detect_format(dense_davit().state_dict()) == 'ours'
     assert detect_format(timm.create_model('davit_tiny').state_dict()) == 'timm'
 
 
@@ -129,12 +129,76 @@ def test_timm_features_only_dense_maps_match(seed):
     """All four maps of the dense backbone, at a size that pads every stage, against timm's features_only model
     (which has no output norms: ours are set to plain LayerNorm and applied to timm's maps)."""
     ref = randomize_norms(timm.create_model('davit_tiny', features_only=True)).eval()
-    ours = DaViT('tiny').eval()
-    ours.load_state_dict(convert_state_dict(ref.state_dict()), strict=False)  # norm{i} stay weight 1, bias 0
+    ours = dense_davit().eval()
+    ours.load_state_dict(ref.state_dict(), strict=False)  # converted by the load hook; norm{i} stay 1 and 0
     x = torch.randn(1, 3, 200, 304)
     with torch.no_grad():
-        maps = ours(x)
+        maps = ours.forward_dense(x)
         ref_maps = [torch.nn.functional.layer_norm(m.permute(0, 2, 3, 1), m.shape[1:2]).permute(0, 3, 1, 2)
                     for m in ref(x)]
     for a, b in zip(maps, ref_maps):
         assert a.shape == b.shape and (a - b).abs().max() < 1e-4
+
+
+# ------------------------------------------------------------------------------ the load hook: one path in
+@pytest.mark.parametrize('fmt', ['official', 'timm', 'mmpretrain'])
+def test_load_state_dict_converts_every_layout(seed, fmt):
+    """Plain ``model.load_state_dict(foreign)`` is enough: the model's load hook converts, strict included."""
+    ref = randomize_norms(DaViT('tiny', num_classes=10))
+    sd = in_layout(ref.state_dict(), fmt)
+    assert detect_format(sd) == fmt
+    ours = DaViT('tiny', num_classes=10)
+    ours.load_state_dict(sd, strict=True)
+    for k, v in ref.state_dict().items():
+        assert torch.equal(ours.state_dict()[k], v), k
+
+
+def test_bare_checkpoint_reaches_a_backbone_inside_a_task_model(seed):
+    """mmengine's loaders hand the whole dict to every submodule: an official classifier file given to a model
+    holding the backbone (as ``backbone``) and a separate ``head.fc`` fills both, and nothing is reported
+    unexpected or missing."""
+    from mmengine.runner.checkpoint import load_state_dict
+    ref = randomize_norms(DaViT('tiny', num_classes=10))
+
+    class TaskModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = DaViT('tiny', num_classes=0)
+            self.head = torch.nn.Module()
+            self.head.fc = torch.nn.Linear(768, 10)
+
+    model = TaskModel()
+    messages = []
+    import logging
+    logger = logging.getLogger('test-hook')
+    logger.warning = messages.append
+    load_state_dict(model, to_official(ref.state_dict()), strict=False, logger=logger)
+    assert messages == []  # mmengine warns about every missing or unexpected key: none
+    assert torch.equal(model.head.fc.weight, ref.head.fc.weight)
+    assert torch.equal(model.backbone.head.norm.weight, ref.head.norm.weight)
+    assert torch.equal(model.backbone.stages[2].blocks[1].channel_block.mlp.fc2.weight,
+                       ref.stages[2].blocks[1].channel_block.mlp.fc2.weight)
+
+
+def test_hook_refuses_before_copying(seed):
+    """A checkpoint of another arch, or with keys DaViT does not have, raises through load_state_dict, and the
+    model keeps every value it had."""
+    base = DaViT('base', num_classes=10)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    with pytest.raises(CheckpointFormatError, match='other shapes'):
+        base.load_state_dict(to_official(DaViT('tiny', num_classes=10).state_dict()), strict=False)
+    with pytest.raises(CheckpointFormatError, match='map to no DaViT parameter'):
+        base.load_state_dict({**base.state_dict(), 'layer1.0.conv1.weight': torch.zeros(1)}, strict=False)
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())
+
+
+def test_classifier_norm_follows_mmpretrain_convention(seed):
+    """An official/timm classifier's final norm becomes norm3 of a backbone whose only output is the last stage
+    (mmpretrain's conversion of those weights), and comes back as head.norm the other way."""
+    clf = randomize_norms(DaViT('tiny', num_classes=10))
+    last_only = DaViT('tiny', with_head=False, out_indices=(3,))
+    last_only.load_state_dict(clf.state_dict(), strict=True)
+    assert torch.equal(last_only.norm3.weight, clf.head.norm.weight)
+    back = DaViT('tiny', num_classes=0)
+    back.load_state_dict(last_only.state_dict(), strict=True)
+    assert torch.equal(back.head.norm.bias, clf.head.norm.bias)

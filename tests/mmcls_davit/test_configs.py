@@ -39,7 +39,8 @@ def test_mmpretrain_davit_converts_to_same_features(seed):
     """mmpretrain's DaViT pads its stem 'same'-adaptively, unlike the official model; with its stem padding set to 3
     (the official layout its checkpoints were converted from), its weights converted into ours give the same maps."""
     from mmpretrain.models.backbones.davit import DaViT as MMPDaViT
-    from davit_backbone import DaViT, convert_state_dict
+    from davit_backbone import convert_state_dict
+    from helpers import dense_davit
     ref = randomize_norms(MMPDaViT(arch='t', out_indices=(0, 1, 2, 3), drop_path_rate=0.0))
     ref.eval()  # mmpretrain's train() returns None, so no chaining
     ref.patch_embed.adaptive_padding = None
@@ -47,23 +48,26 @@ def test_mmpretrain_davit_converts_to_same_features(seed):
     sd, fmt = convert_state_dict({'state_dict': {'backbone.' + k: v for k, v in ref.state_dict().items()}},
                                  return_format=True)
     assert fmt == 'mmpretrain'
-    ours = DaViT('tiny').eval()
+    ours = dense_davit().eval()
     ours.load_state_dict(sd, strict=True)
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
-        for a, b in zip(ours(x), ref(x)):
+        for a, b in zip(ours.forward_dense(x), ref(x)):
             assert a.shape == b.shape and (a - b).abs().max() < 1e-4
 
 
 def test_davit_type_resolves_in_every_scope():
     from mmengine.registry import MODELS as ROOT_MODELS
     import mmcls_davit, mmdet_davit, mmseg_davit  # noqa: F401,E401
-    from mmdavit import DaViT
+    from mmdavit import DaViT, DaViTMMPretrain
     from mmdet.registry import MODELS as DET
     from mmpretrain.registry import MODELS as CLS
     from mmseg.registry import MODELS as SEG
-    for reg in (DET, SEG, CLS):
+    for reg in (DET, SEG):
         assert reg.get('DaViT') is DaViT
+    for reg in (DET, SEG, CLS):
         assert reg.get('mmdavit.DaViT') is DaViT
-    assert CLS.get('MMPretrainDaViT') is not DaViT  # mmpretrain's own stays reachable
+    assert CLS.get('DaViT') is DaViTMMPretrain  # mmpretrain's conventions in mmpretrain's scope
+    from mmpretrain.models.backbones.davit import DaViT as MMPretrainOwn
+    assert CLS.get('MMPretrainDaViT') is MMPretrainOwn  # mmpretrain's own stays reachable
     assert ROOT_MODELS.get('mmdavit.DaViT') is DaViT

@@ -39,7 +39,7 @@ def test_validate_converted_checkpoint(tmp_path, fmt, seed):
     torch.save({'model': sd}, path)
     r = python_tool('tools/test.py', CFG, str(path), '--work-dir', str(tmp_path / 'wd'))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert f'({fmt} format)' in r.stdout + r.stderr and re.search(r"'accuracy/top1': [0-9.]+", r.stdout)
+    assert f'{fmt}-format DaViT checkpoint' in r.stdout + r.stderr and re.search(r"'accuracy/top1': [0-9.]+", r.stdout)
     # same logits as timm once loaded the way test.py loads it
     from helpers import build_from_config
     from _cli import load_model_checkpoint
@@ -55,7 +55,7 @@ def test_dist_test_one_process_validates(tmp_path, seed):
     from davit_backbone import DaViT
     toy_data('imagenet')
     path = tmp_path / 'ours.pth'
-    torch.save({'state_dict': DaViT('tiny', num_classes=3).state_dict()}, path)
+    torch.save({'state_dict': DaViT('tiny', num_classes=3).state_dict()}, path)  # a bare classifier, our layout
     from helpers import run_tool
     r = run_tool('bash', 'tools/dist_test.sh', CFG, str(path), '1', '--work-dir', str(tmp_path / 'wd'),
                  env={'PORT': '29514'})

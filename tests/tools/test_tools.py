@@ -33,6 +33,7 @@ def test_convert_checkpoint_tool(tmp_path, seed):
     r = python_tool('tools/convert_checkpoint.py', str(src), str(tmp_path / 'ours.pth'))
     assert r.returncode == 0 and '(timm,' in r.stdout, r.stderr
     sd = torch.load(tmp_path / 'ours.pth')['state_dict']
+    assert not any('.0.' in k and 'blocks' in k for k in sd) and any('spatial_block' in k for k in sd)
     DaViT('tiny', num_classes=1000).load_state_dict(sd, strict=True)
     r = python_tool('tools/convert_checkpoint.py', str(tmp_path / 'ours.pth'), str(tmp_path / 'off.pth'),
                     '--to', 'official')
@@ -40,7 +41,7 @@ def test_convert_checkpoint_tool(tmp_path, seed):
     bad = tmp_path / 'bad.pth'
     torch.save({'fc.weight': torch.zeros(1)}, bad)
     r = python_tool('tools/convert_checkpoint.py', str(bad), str(tmp_path / 'never.pth'))
-    assert r.returncode == 1 and 'not a DaViT checkpoint' in r.stderr
+    assert r.returncode == 2 and 'not a DaViT checkpoint' in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / 'never.pth').exists() and not (tmp_path / 'never.pth.tmp').exists()
 
 

@@ -21,8 +21,10 @@ test_dataloader = val_dataloader
 model = dict(
     type='ImageClassifier',
     # out_type='pre_logits': global pool then LayerNorm inside the backbone, the official classifier's order;
-    # the head is only the Linear, so official/timm checkpoints load exactly (tools/test.py converts them).
-    backbone=dict(type='DaViT', arch='tiny', out_type='pre_logits', drop_path_rate=0.1),
+    # the head is only the Linear, so official/timm checkpoints load exactly (the backbone's load hook converts
+    # them, handing the Linear to the head). pad_small_map=True: maps smaller than a window are padded, as the
+    # official model does (in mmpretrain's scope type='DaViT' takes mmpretrain's defaults, which shrink the window).
+    backbone=dict(type='DaViT', arch='tiny', out_type='pre_logits', pad_small_map=True, drop_path_rate=0.1),
     neck=None,
     head=dict(
         type='LinearClsHead',

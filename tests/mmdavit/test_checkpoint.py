@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from davit_backbone import allow_checkpoint_globals, load_file
+from davit_backbone import load_file
+from mmdavit.checkpoint import allow_mmengine_checkpoints, load_checkpoint_file
 
 
 class _GetattrOnStr:
@@ -12,7 +13,7 @@ class _GetattrOnStr:
 
 
 def test_numpy_payloads_load_weights_only(tmp_path):
-    allow_checkpoint_globals()
+    allow_mmengine_checkpoints()
     path = tmp_path / 'np.pth'
     torch.save({'meta': {'seed': np.int64(3), 'hist': np.arange(4.0)}, 'w': torch.ones(2)}, path)
     ck = torch.load(path)  # torch's default is weights_only=True
@@ -20,16 +21,25 @@ def test_numpy_payloads_load_weights_only(tmp_path):
 
 
 def test_history_buffer_loads_and_other_getattr_is_refused(tmp_path):
-    mmengine = pytest.importorskip('mmengine')
     from mmengine.logging import MessageHub
-    allow_checkpoint_globals()
     hub = MessageHub('t')
     hub.update_scalar('train/loss', 1.5)
     hub.get_scalar('train/loss').min()  # populates the statistics that pickle as getattr(HistoryBuffer, 'min')
     path = tmp_path / 'hub.pth'
     torch.save({'message_hub': hub.state_dict()}, path)
-    assert load_file(str(path))['message_hub']['log_scalars']['train/loss'].min() == 1.5
+    assert load_checkpoint_file(str(path))['message_hub']['log_scalars']['train/loss'].min() == 1.5
     evil = tmp_path / 'evil.pth'
     torch.save({'x': _GetattrOnStr()}, evil)
     with pytest.raises(RuntimeError, match='refused'):
-        load_file(str(evil))
+        load_checkpoint_file(str(evil))
+
+
+def test_truncated_and_missing_files_name_the_file(tmp_path):
+    good = tmp_path / 'good.pth'
+    torch.save({'w': torch.ones(1000)}, good)
+    cut = tmp_path / 'cut.pth'
+    cut.write_bytes(good.read_bytes()[:500])
+    with pytest.raises(RuntimeError, match='cut.pth'):
+        load_file(str(cut))
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        load_file(str(tmp_path / 'nope.pth'))

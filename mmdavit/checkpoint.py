@@ -1,0 +1,77 @@
+"""mmengine's checkpoints under torch >= 2.6's ``weights_only=True`` loading: the project's one allow-list.
+
+torch >= 2.6 unpickles with ``weights_only=True`` by default, which refuses every class not on an allow-list.
+Checkpoints written by mmengine hold numpy arrays/scalars (in ``meta`` and ``message_hub``) and mmengine's
+``HistoryBuffer``; mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, so resume and test fail with
+``UnpicklingError: Weights only load failed``. Rather than turning the safety off (``weights_only=False`` executes
+arbitrary pickled code), we allow exactly the globals those checkpoints need.
+
+``allow_mmengine_checkpoints()`` changes torch's process-wide allow-list, so it is called explicitly (idempotent) by
+what needs it: building the ``mmdavit.DaViT`` backbone (the task repos' loaders, e.g. mmpretrain's ``get_model`` or
+the Runner's ``load_from``, build the model before they read the file) and the command-line tools.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, List
+
+import torch
+
+__all__ = ['allow_mmengine_checkpoints', 'load_checkpoint_file', 'CHECKPOINT_GLOBALS']
+
+# module path -> attribute names. Only data containers, nothing callable with side effects.
+CHECKPOINT_GLOBALS = {
+    'numpy': ['ndarray', 'dtype'],
+    'numpy.core.multiarray': ['_reconstruct', 'scalar'],
+    'numpy._core.multiarray': ['_reconstruct', 'scalar'],
+    'numpy.dtypes': ['Float64DType', 'Float32DType', 'Float16DType', 'Int64DType', 'Int32DType', 'Int16DType',
+                     'Int8DType', 'UInt8DType', 'BoolDType', 'StrDType', 'ObjectDType'],
+    'mmengine.logging.history_buffer': ['HistoryBuffer'],
+    'collections': ['OrderedDict', 'defaultdict'],
+    'builtins': ['set', 'slice'],
+    'argparse': ['Namespace'],  # timm's train.py stores its args in checkpoints
+}
+
+_installed = False
+
+
+def _history_buffer_getattr(obj, name):
+    """Stands in for ``builtins.getattr`` while unpickling: mmengine pickles HistoryBuffer statistics as bound methods
+    (``getattr(buffer, 'min')``). Allowing the real getattr would hand any pickle arbitrary attribute access; this
+    one resolves public attributes of the HistoryBuffer class and its objects only."""
+    import pickle
+    try:
+        from mmengine.logging.history_buffer import HistoryBuffer
+    except Exception:  # pragma: no cover - without mmengine nothing legitimate pickles getattr
+        HistoryBuffer = ()
+    if (obj is HistoryBuffer or isinstance(obj, HistoryBuffer)) and isinstance(name, str) and not name.startswith('_'):
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(f'checkpoint asks for getattr({type(obj).__name__}, {name!r}); refused')
+
+
+def _resolve_globals() -> List[Any]:
+    found = []
+    for module, names in CHECKPOINT_GLOBALS.items():
+        try:
+            mod = importlib.import_module(module)
+        except Exception:  # numpy 1 vs 2 naming, mmengine absent: skip what does not exist here
+            continue
+        found += [getattr(mod, n) for n in names if hasattr(mod, n)]
+    return found
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Adds the checkpoint globals to torch's weights-only allow-list (idempotent)."""
+    global _installed
+    if _installed or not hasattr(torch.serialization, 'add_safe_globals'):
+        return
+    torch.serialization.add_safe_globals(_resolve_globals() + [
+        (_history_buffer_getattr, 'builtins.getattr'), (_history_buffer_getattr, '__builtin__.getattr')])
+    _installed = True
+
+
+def load_checkpoint_file(path: str, map_location='cpu'):
+    """``davit_backbone.load_file`` with mmengine's checkpoint classes allowed: weights_only stays on."""
+    from davit_backbone import load_file
+    allow_mmengine_checkpoints()
+    return load_file(path, map_location)
