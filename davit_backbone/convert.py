@@ -219,8 +219,8 @@ def adopt_state_dict(model, state_dict: dict, prefix: str, unexpected_keys: List
     if not source:
         if not prefix or not state_dict:
             return None
-        try:  # nothing under our prefix: is the whole dict a bare DaViT checkpoint?
-            detect_format(state_dict)
+        try:  # nothing under our prefix: is the whole dict a bare DaViT checkpoint (maybe wrapped: 'model', ...)?
+            detect_format(unwrap_state_dict(state_dict))
         except CheckpointFormatError:
             return None  # not ours to judge: torch reports the missing keys
         source = list(state_dict)

@@ -61,7 +61,8 @@ def test_frozen_stages_follows_mmpretrain_convention():
     mmpretrain keeps at the end of stage 1); mmdet's convention (mmdavit.DaViT) freezes one stage less."""
     from mmpretrain.registry import MODELS
     ours = MODELS.build(dict(type='DaViT', arch='t', out_indices=(3,), frozen_stages=1)).train()
-    theirs = MODELS.build(dict(type='MMPretrainDaViT', arch='t', out_indices=(3,), frozen_stages=1)).train()
+    theirs = MODELS.build(dict(type='MMPretrainDaViT', arch='t', out_indices=(3,), frozen_stages=1))
+    theirs.train()  # mmpretrain's train() returns None: no chaining
     frozen = {n for n, p in ours.named_parameters() if not p.requires_grad}
     frozen_theirs = {n for n, p in theirs.named_parameters() if not p.requires_grad}
     assert len(frozen) and sum(ours.state_dict()[n].numel() for n in frozen) == \

@@ -56,7 +56,14 @@ def test_test_tool_reports_coco_metrics_and_draws(trained, tmp_path):
                     '--out', str(out), '--show-dir', 'vis', '--cfg-options', *SMALL)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "'coco/bbox_mAP'" in r.stdout and "'coco/segm_mAP'" in r.stdout
-    assert out.is_file() and out.stat().st_size > 0
+    import pickle
+    with open(out, 'rb') as f:  # our own run's dump (mmengine's DumpResults)
+        preds = pickle.load(f)
+    assert len(preds) == 4  # one entry per test image, each with boxes, scores, labels and masks that agree in number
+    for p in preds:
+        inst = p['pred_instances']
+        n = len(inst['scores'])
+        assert inst['bboxes'].shape == (n, 4) and len(inst['labels']) == n and len(inst['masks']) == n
     assert len(glob.glob(str(tmp_path / '*' / 'vis' / '*.jpg'))) == 4
 
 
