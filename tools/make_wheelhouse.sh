@@ -186,12 +186,15 @@ rm -f "$DIR"/mmcv-*.whl   # the stand-in: the target builds mmcv from the sdist
 "${PIP[@]}" download --progress-bar off --no-deps "${TARGET_OPTS[@]}" 'setuptools<70' -d "$DIR"
 "${PIP[@]}" download --progress-bar off --no-deps "${TARGET_OPTS[@]}" 'setuptools<64' -d "$DIR"
 
-# Proof of completeness: the same requirements resolve from DIR alone, for the target.
-"${PIP[@]}" install --quiet --dry-run --ignore-installed --no-index --find-links "$DIR" --find-links "$TMP/standin" \
+# Proof of completeness: the same requirements resolve from DIR alone, for the target (pip takes the target options
+# only with --target, even for a dry run that installs nothing).
+"${PIP[@]}" install --quiet --dry-run --target "$TMP/target" --no-index --find-links "$DIR" --find-links "$TMP/standin" \
   "${TARGET_OPTS[@]}" -r "$REQ" \
   || die "the requirements do not resolve from $DIR alone (see pip's message above); report it with the options used"
 
 TORCH_PIN="$(pin_of torch "$TORCH_SPEC")" TV_PIN="$(pin_of torchvision "$TV_SPEC")"
+# The CUDA runtime torch was built with: nvcc on the target needs the same major version to compile mmcv's CUDA ops.
+CUDA_RT="$(ls "$DIR"/nvidia_cuda_runtime*.whl 2>/dev/null | head -n1 | xargs -r basename | cut -d- -f2 | cut -d. -f1,2)"
 cat > "$DIR/$MANIFEST" <<EOF
 # mmdavit wheelhouse, made by tools/make_wheelhouse.sh; tools/setup_env.sh reads it (WHEELHOUSE=DIR).
 python=$TARGET_PY
@@ -199,6 +202,7 @@ torch=$TORCH_PIN
 torchvision=$TV_PIN
 mmcv=$MMCV_VERSION
 variant=$VARIANT
+cuda=${CUDA_RT:-none}
 platform=$([[ $FOREIGN == 1 ]] && echo "manylinux_2_${GLIBC#2.}_$(uname -m)" || echo "as $(uname -m) here, glibc $(ldd --version | head -n1 | awk '{print $NF}')")
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 EOF

@@ -107,6 +107,27 @@ WHEEL_DIR="$CACHE/wheels/$KEY"
 WHEEL="$(ls "$WHEEL_DIR"/mmcv-*.whl 2>/dev/null | head -n1 || true)"
 if [[ -z "$WHEEL" ]]; then
   say "building mmcv $MMCV_VERSION ops ($VARIANT) against torch $TORCH_VERSION; ~10 min on 2 cores"
+  if [[ "$FORCE_CUDA" == 1 ]]; then
+    # torch refuses an nvcc of another CUDA major version only once the build runs, inside pip's output: say it first.
+    CUDA_PROBLEM="$("$PY" - <<'EOF'
+import os, re, subprocess, torch
+from torch.utils.cpp_extension import CUDA_HOME
+nvcc = os.path.join(CUDA_HOME, 'bin', 'nvcc') if CUDA_HOME else ''
+if not torch.version.cuda:
+    print(f'torch {torch.__version__} is a CPU-only build, so FORCE_CUDA=1 cannot build CUDA ops: unset FORCE_CUDA')
+elif not os.path.exists(nvcc):
+    print('FORCE_CUDA=1 but torch finds no nvcc (CUDA_HOME, PATH): install the CUDA toolkit or unset FORCE_CUDA')
+else:
+    m = re.search(r'release (\d+)\.(\d+)', subprocess.run([nvcc, '--version'], capture_output=True, text=True).stdout)
+    need = torch.version.cuda.split('.')[0]
+    if m and m.group(1) != need:
+        print(f'{nvcc} is CUDA {m.group(1)}.{m.group(2)} but torch {torch.__version__} was built with CUDA '
+              f'{torch.version.cuda}: set CUDA_HOME to a CUDA {need} toolkit, or use a torch built for CUDA {m.group(1)} '
+              f'(make wheelhouse WH_TORCH_INDEX=<its index>)')
+EOF
+)"
+    [[ -z "$CUDA_PROBLEM" ]] || die "$CUDA_PROBLEM"
+  fi
   BUILD="$(mktemp -d)"
   trap 'rm -rf "$BUILD"' EXIT
   # mmcv 2.1.0's setup.py (run for metadata too) fails on setuptools >= 70; torch wants >= 77 at run time: downgrade
