@@ -1,15 +1,30 @@
 # make demo : installs (first time ~15 min: mmcv compiles), then trains + evaluates the bundled toy job on CPU
 # make test : installs, then runs the test suite
 # DAVIT_VENV=/path overrides where the environment lives (default .venv).
+# make wheelhouse WHEELHOUSE=DIR : collects the environment's packages into DIR (connected machine; README "Offline
+#   install"); make env/test/demo WHEELHOUSE=DIR then install from DIR alone, with no network.
 DAVIT_VENV ?= $(CURDIR)/.venv
 export DAVIT_VENV
+WHEELHOUSE ?=
+export WHEELHOUSE
+# the target's Python (X.Y), torch (X.Y.Z), cuda|cpu, the index for a cpu torch, its glibc (X.Y); empty: defaults
+WH_PYTHON ?=
+WH_TORCH ?=
+WH_VARIANT ?=
+WH_TORCH_INDEX ?=
+WH_GLIBC ?=
 PY := $(DAVIT_VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env demo demo-det demo-seg test test-fast flops benchmark clean-env
+.PHONY: env demo demo-det demo-seg test test-fast flops benchmark clean-env wheelhouse
 
 env:
 	@bash tools/setup_env.sh
+
+wheelhouse:
+	@bash tools/make_wheelhouse.sh "$(WHEELHOUSE)" $(if $(WH_PYTHON),--python "$(WH_PYTHON)") \
+	  $(if $(WH_TORCH),--torch "$(WH_TORCH)") $(if $(WH_VARIANT),--variant "$(WH_VARIANT)") \
+	  $(if $(WH_TORCH_INDEX),--torch-index "$(WH_TORCH_INDEX)") $(if $(WH_GLIBC),--glibc "$(WH_GLIBC)")
 
 demo: env
 	@bash tools/demo.sh

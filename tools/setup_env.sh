@@ -11,6 +11,9 @@
 #   MMDAVIT_CACHE   where built mmcv wheels are kept (default: ~/.cache/mmdavit)
 #   FORCE_CUDA=1    build mmcv's CUDA ops (also chosen automatically when nvcc and a GPU are both present)
 #   MAX_JOBS        parallel compile jobs for mmcv (default: number of cores)
+#   TORCH_CUDA_ARCH_LIST  GPU architectures for mmcv's CUDA ops (default: the present GPU's only)
+#   WHEELHOUSE      install from this folder only, with no network (made by `make wheelhouse`, README "Offline
+#                   install"); its manifest may pin another torch/torchvision than requirements/runtime.txt
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,11 +23,37 @@ CACHE="${MMDAVIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmdavit}"
 MMCV_VERSION=2.1.0
 
 say() { printf '[setup_env] %s\n' "$*" >&2; }
+die() { printf 'setup_env: error: %s\n' "$*" >&2; exit 2; }
+
+RUNTIME_REQ="$ROOT/requirements/runtime.txt"
+WHEELHOUSE="${WHEELHOUSE:-}"
+if [[ -n "$WHEELHOUSE" ]]; then
+  # Checked before anything is written: a wrong folder must not leave a half-built venv behind.
+  WH_MANIFEST="$WHEELHOUSE/mmdavit-wheelhouse.txt"
+  [[ -f "$WH_MANIFEST" ]] || die "WHEELHOUSE=$WHEELHOUSE holds no finished wheelhouse (no mmdavit-wheelhouse.txt): make one on a connected machine with 'make wheelhouse WHEELHOUSE=DIR' and copy DIR here"
+  WHEELHOUSE="$(cd "$WHEELHOUSE" && pwd)"
+  # pip splits PIP_FIND_LINKS (below) on whitespace
+  [[ "$WHEELHOUSE" != *[[:space:]]* ]] || die "WHEELHOUSE=$WHEELHOUSE contains a space, which pip cannot take: move or link it to a path without one"
+  WH_MANIFEST="$WHEELHOUSE/mmdavit-wheelhouse.txt"
+  wh_get() { sed -n "s/^$1=//p" "$WH_MANIFEST"; }
+  WH_PY="$(wh_get python)" WH_TORCH="$(wh_get torch)" WH_TV="$(wh_get torchvision)"
+  [[ -n "$WH_PY" && -n "$WH_TORCH" && -n "$WH_TV" ]] || die "$WH_MANIFEST lacks python=, torch= or torchvision=: make the wheelhouse again"
+  if [[ -x "$VENV/bin/python" ]]; then HAVE_PY="$VENV/bin/python"; else HAVE_PY="$PYTHON"; fi
+  HAVE_PY_VERSION="$("$HAVE_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  [[ "$HAVE_PY_VERSION" == "$WH_PY" ]] \
+    || die "the wheelhouse is for Python $WH_PY but $HAVE_PY is $HAVE_PY_VERSION: set PYTHON=python$WH_PY (and remove $VENV if it exists) or make a wheelhouse with --python $HAVE_PY_VERSION"
+  # Environment variables rather than flags: they reach every pip call below, and the pip that build isolation
+  # starts, and they replace any find-links or index from pip's configuration, so DIR is the only source.
+  export PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELHOUSE"
+fi
 
 stamp_of() {
   cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/tools/setup_env.sh" | sha256sum | cut -d' ' -f1
 }
 STAMP="$(stamp_of)"
+# A venv from a wheelhouse may hold another torch than runtime.txt's: its stamp differs, so a later install without
+# WHEELHOUSE rebuilds it rather than calling it up to date.
+[[ -z "$WHEELHOUSE" ]] || STAMP="$( (echo "$STAMP"; grep -E '^(python|torch|torchvision)=' "$WH_MANIFEST") | sha256sum | cut -d' ' -f1)"
 if [[ -x "$VENV/bin/python" && -f "$VENV/.mmdavit-stamp" && "$(cat "$VENV/.mmdavit-stamp")" == "$STAMP" ]]; then
   say "environment $VENV is up to date"
   exit 0
@@ -37,8 +66,15 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip install --disable-pip-version-check --progress-bar off)
 
+if [[ -n "$WHEELHOUSE" ]]; then
+  # runtime.txt with the wheelhouse's torch pair; kept in the venv as the record of what it was built from.
+  RUNTIME_REQ="$VENV/.mmdavit-runtime.txt"
+  { grep -v -E '^(torch|torchvision)([^A-Za-z0-9_.-]|$)' "$ROOT/requirements/runtime.txt"
+    echo "torch==$WH_TORCH"; echo "torchvision==$WH_TV"; } > "$RUNTIME_REQ"
+  say "installing from $WHEELHOUSE only (pip --no-index): torch $WH_TORCH, torchvision $WH_TV"
+fi
 "${PIP[@]}" -r "$ROOT/requirements/build.txt"
-"${PIP[@]}" -r "$ROOT/requirements/runtime.txt"
+"${PIP[@]}" -r "$RUNTIME_REQ"
 
 # ---- mmcv 2.1.0 with compiled ops ------------------------------------------------------------------------------
 # The OpenMMLab wheel index is out of reach, so mmcv is compiled from PyPI's sdist. pip's own wheel cache does not
@@ -49,6 +85,19 @@ PY_TAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info
 if [[ "${FORCE_CUDA:-0}" == "1" ]] || { command -v nvcc >/dev/null && "$PY" -c 'import torch,sys; sys.exit(not torch.cuda.is_available())'; }; then
   export FORCE_CUDA=1
   VARIANT="cuda$("$PY" -c 'import torch; print(torch.version.cuda)')"
+  # Unset, torch compiles every architecture it knows (hours for mmcv); the present GPU's is what runs here. The
+  # list is part of the cache key: a wheel built for one GPU has no kernels for another.
+  if [[ -z "${TORCH_CUDA_ARCH_LIST:-}" ]]; then
+    TORCH_CUDA_ARCH_LIST="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability() if torch.cuda.is_available() else "")')"
+    if [[ -n "$TORCH_CUDA_ARCH_LIST" ]]; then
+      export TORCH_CUDA_ARCH_LIST
+      say "TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST (the present GPU); set it to build for others"
+    else
+      unset TORCH_CUDA_ARCH_LIST
+      say "FORCE_CUDA=1 without a visible GPU: torch builds for all the architectures it knows; set TORCH_CUDA_ARCH_LIST to shorten it"
+    fi
+  fi
+  [[ -z "${TORCH_CUDA_ARCH_LIST:-}" ]] || VARIANT="$VARIANT-arch$(printf '%s' "$TORCH_CUDA_ARCH_LIST" | tr -c 'A-Za-z0-9.+' '_')"
 else
   export FORCE_CUDA=0
   VARIANT=cpu
@@ -58,6 +107,27 @@ WHEEL_DIR="$CACHE/wheels/$KEY"
 WHEEL="$(ls "$WHEEL_DIR"/mmcv-*.whl 2>/dev/null | head -n1 || true)"
 if [[ -z "$WHEEL" ]]; then
   say "building mmcv $MMCV_VERSION ops ($VARIANT) against torch $TORCH_VERSION; ~10 min on 2 cores"
+  if [[ "$FORCE_CUDA" == 1 ]]; then
+    # torch refuses an nvcc of another CUDA major version only once the build runs, inside pip's output: say it first.
+    CUDA_PROBLEM="$("$PY" - <<'EOF'
+import os, re, subprocess, torch
+from torch.utils.cpp_extension import CUDA_HOME
+nvcc = os.path.join(CUDA_HOME, 'bin', 'nvcc') if CUDA_HOME else ''
+if not torch.version.cuda:
+    print(f'torch {torch.__version__} is a CPU-only build, so FORCE_CUDA=1 cannot build CUDA ops: unset FORCE_CUDA')
+elif not os.path.exists(nvcc):
+    print('FORCE_CUDA=1 but torch finds no nvcc (CUDA_HOME, PATH): install the CUDA toolkit or unset FORCE_CUDA')
+else:
+    m = re.search(r'release (\d+)\.(\d+)', subprocess.run([nvcc, '--version'], capture_output=True, text=True).stdout)
+    need = torch.version.cuda.split('.')[0]
+    if m and m.group(1) != need:
+        print(f'{nvcc} is CUDA {m.group(1)}.{m.group(2)} but torch {torch.__version__} was built with CUDA '
+              f'{torch.version.cuda}: set CUDA_HOME to a CUDA {need} toolkit, or use a torch built for CUDA {m.group(1)} '
+              f'(make wheelhouse WH_TORCH_INDEX=<its index>)')
+EOF
+)"
+    [[ -z "$CUDA_PROBLEM" ]] || die "$CUDA_PROBLEM"
+  fi
   BUILD="$(mktemp -d)"
   trap 'rm -rf "$BUILD"' EXIT
   # mmcv 2.1.0's setup.py (run for metadata too) fails on setuptools >= 70; torch wants >= 77 at run time: downgrade
@@ -84,7 +154,7 @@ fi
 "${PIP[@]}" --no-deps --force-reinstall "$WHEEL"
 # mmcv's own runtime deps (addict, yapf, ...) without letting pip rebuild it:
 "${PIP[@]}" -r "$ROOT/requirements/mminstall.txt" -r "$ROOT/requirements/optional.txt" -r "$ROOT/requirements/tests.txt" \
-  -c "$ROOT/requirements/runtime.txt" -c "$ROOT/requirements/build.txt" --find-links "$WHEEL_DIR"
+  -c "$RUNTIME_REQ" -c "$ROOT/requirements/build.txt" --find-links "$WHEEL_DIR"
 # Editable install the way OpenMMLab projects (and `mim install -e .`) do it: a legacy `setup.py develop` egg-link,
 # so the distribution's location is the repo and mim finds mmdavit/.mim (configs, tools, model-index.yml).
 # setuptools >= 64 would make a PEP 660 install that mim cannot locate; setuptools 80 is put back right after.
