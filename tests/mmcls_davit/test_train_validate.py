@@ -12,16 +12,18 @@ CFG = 'configs/toy/davit-t_toy-imagefolder.py'
 
 def test_toy_training_loss_decreases_and_reports_top1(tmp_path):
     toy_data('imagenet')
-    # 8 images of all three classes (24 per class on disk), full batch: the loss must fall as it fits them. Seeded:
-    # with lr 1e-3 an unlucky crop/init draw first rose to twice its start and failed a 10-step check
+    # 8 images of all three classes (24 per class on disk), full batch: the loss must fall as it fits them, and the
+    # model must beat chance (33%) on the 24 held-out images. Seeded; at lr 5e-4 and above the first AdamW steps
+    # overshoot on some init draws (seen: 1.10 -> 1.59), at 2e-4 the loss falls 1.10 -> 0.45 and top-1 reaches 71%
     r = python_tool('tools/train.py', CFG, '--work-dir', str(tmp_path), '--cfg-options', 'train_cfg.max_epochs=10',
                     'train_cfg.val_interval=10', 'default_hooks.logger.interval=1', 'param_scheduler=[]',
                     'train_dataloader.dataset.indices=[0,1,2,24,25,26,48,49]', 'train_dataloader.batch_size=8',
-                    'optim_wrapper.optimizer.lr=5e-4', 'optim_wrapper.optimizer.weight_decay=0', 'randomness.seed=0')
+                    'optim_wrapper.optimizer.lr=2e-4', 'optim_wrapper.optimizer.weight_decay=0', 'randomness.seed=0')
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     losses = [s['loss'] for s in scalars(str(tmp_path)) if 'loss' in s]
-    assert len(losses) == 10 and sum(losses[-3:]) < 0.8 * sum(losses[:3]), losses
-    assert re.search(r'accuracy/top1: [0-9.]+', r.stdout + r.stderr)
+    assert len(losses) == 10 and sum(losses[-3:]) < 0.6 * sum(losses[:3]), losses
+    top1 = float(re.search(r'accuracy/top1: ([0-9.]+)', r.stdout + r.stderr).group(1))
+    assert top1 >= 50, top1
 
 
 @pytest.mark.parametrize('fmt', ['timm', 'official'])
