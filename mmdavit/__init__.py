@@ -10,9 +10,10 @@ from davit_backbone import allow_checkpoint_globals
 allow_checkpoint_globals()  # before any mmengine torch.load: see davit_backbone/checkpoint.py
 
 from .adapter import DaViT  # noqa: E402
+from .hooks import AtomicCheckpointHook  # noqa: E402  type='mmdavit.AtomicCheckpointHook' in configs
 from .registry import MODELS  # noqa: E402
 
-__all__ = ['DaViT', 'MODELS', 'register_into']
+__all__ = ['DaViT', 'MODELS', 'AtomicCheckpointHook', 'register_into']
 __version__ = '0.1.0'
 
 
