@@ -29,9 +29,17 @@ def load_checkpoint_file(path: str):
     return load_file(path)
 
 
-def _first_line(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()
-    return msg[-1].strip() if msg else type(e).__name__
+def short_cause(e: BaseException) -> str:
+    """The gist of a loading error for a one-line message: torch wraps the cause in paragraphs of advice."""
+    text = str(e).strip()
+    lines = text.splitlines()
+    gist = lines[-1].strip() if lines else ''
+    for line in lines:
+        if 'WeightsUnpickler error:' in line:  # which global the file asks for
+            gist = line.split('WeightsUnpickler error:', 1)[1].strip()
+            break
+    gist = gist.split('. ')[0].rstrip('.')
+    return f'{type(e).__name__}: {gist}' if len(gist) < 30 else gist
 
 
 def check_resumable(path: str) -> Tuple[int, int]:
@@ -41,7 +49,7 @@ def check_resumable(path: str) -> Tuple[int, int]:
     try:
         ckpt = load_checkpoint_file(path)
     except Exception as e:  # noqa: BLE001  any failure to read it means it cannot be resumed from
-        cause = _first_line(e.__cause__ or e)
+        cause = short_cause(e.__cause__ or e)
         raise ResumeError(f'{path} is incomplete or not a checkpoint ({cause})') from None
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or 'state_dict' not in ckpt or not {'epoch', 'iter'} <= set(meta):

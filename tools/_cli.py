@@ -148,8 +148,8 @@ def check_pretrained(cfg: Config) -> None:
 
 
 def _last_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[-1].strip() if lines else type(e).__name__
+    from mmdavit.resume import short_cause
+    return short_cause(e)
 
 
 def _dataset_cfgs(cfg: Config, phases: Iterable[str]) -> List[dict]:
@@ -269,13 +269,13 @@ def load_model_checkpoint(model, path: str, logger=None, obj=None) -> str:
     return fmt
 
 
-def check_test_checkpoint(cfg: Config, path: str, tta: bool = False) -> None:
-    """Builds the model on CPU and loads ``path`` into it as tools/test.py's workers will: a file that is truncated,
-    foreign or of another model fails here, once, with one line."""
+def check_test_checkpoint(cfg: Config, path: str, tta: bool = False, obj=None) -> None:
+    """Builds the model on CPU and loads the checkpoint into it as tools/test.py does after building the Runner: a
+    file that is truncated, foreign or of another model fails here, before the Runner writes its work dir."""
     from mmengine.registry import MODELS, init_default_scope
     init_default_scope(cfg.default_scope)
     model = MODELS.build(cfg.model)
-    load_model_checkpoint(model.module if tta else model, path)
+    load_model_checkpoint(model.module if tta else model, path, obj=obj)
 
 
 def run_main(main) -> None:

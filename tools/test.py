@@ -81,10 +81,10 @@ def main():
     cfg.resume = False
     if args.out and not args.out.endswith(('.pkl', '.pickle')):
         raise ru.UserError('--out must name a .pkl or .pickle file')
+    ckpt = ru.read_checkpoint(args.checkpoint)
+    ru.check_test_checkpoint(cfg, args.checkpoint, tta=args.tta, obj=ckpt)  # before the Runner writes anything
     if args.validate_only:
-        ru.check_test_checkpoint(cfg, args.checkpoint, tta=args.tta)
         return
-    ckpt = ru.read_checkpoint(args.checkpoint)  # a bad file fails before the Runner writes its work dir
     ru.setup_distributed(cfg, args.launcher)
     runner = ru.build_runner(cfg)
     if args.out:
