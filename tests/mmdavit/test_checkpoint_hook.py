@@ -112,3 +112,28 @@ def test_mmseg_and_mmcls_configs_name_it_for_other_tools(path):
     init_default_scope(cfg.default_scope)
     import mmdavit.hooks
     assert isinstance(HOOKS.build(cfg.default_hooks.checkpoint), mmdavit.hooks.AtomicCheckpointHook)
+
+
+def test_hook_resume_search_for_other_entry_points(tmp_path):
+    """mmseg's / mmpretrain's own train.py --resume sets runner._resume without a file: the hook picks the newest
+    checkpoint that loads before mmengine would trust last_checkpoint blindly."""
+    from types import SimpleNamespace
+
+    from mmengine.logging import MMLogger
+
+    from mmdavit.hooks import AtomicCheckpointHook
+    from mmdavit.resume import ResumeError
+    _ckpt(tmp_path / 'iter_4.pth', 0, 4)
+    (tmp_path / 'iter_6.pth').write_bytes(b'PK\x03\x04 truncated')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_6.pth'))
+    runner = SimpleNamespace(_resume=True, _load_from=None, work_dir=str(tmp_path),
+                             logger=MMLogger.get_instance('test_hook_resume_search'))
+    AtomicCheckpointHook(interval=2, by_epoch=False).before_run(runner)
+    assert runner._load_from == str(tmp_path / 'iter_4.pth')
+    (tmp_path / 'iter_4.pth').write_bytes(b'')
+    runner._load_from = None
+    with pytest.raises(ResumeError, match='iter_4.pth is incomplete'):
+        AtomicCheckpointHook(interval=2, by_epoch=False).before_run(runner)
+    runner._resume, runner._load_from = False, None  # a plain run: nothing searched, nothing set
+    AtomicCheckpointHook(interval=2, by_epoch=False).before_run(runner)
+    assert runner._load_from is None

@@ -16,7 +16,7 @@ import time
 import pytest
 import torch
 
-from helpers import ROOT, python_tool, toy_data
+from helpers import ROOT, run_tool, toy_data
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EPOCHS = 4
@@ -47,19 +47,26 @@ def cfg(tmp_path_factory):
 def _env(**kill):
     env = {'PYTHONPATH': os.pathsep.join([ROOT, HERE, os.environ.get('PYTHONPATH', '')]), 'OMP_NUM_THREADS': '1'}
     env.update({f'KILLPOINT_{k.upper()}': str(v) for k, v in kill.items()})
-    return env
+    return env  # OMP_NUM_THREADS=1: the same reduction order in every run, and a fair share of the shared cores
 
 
-def train(cfg, wd, *args, **kill):
-    """Runs tools/train.py to the end (or to a kill point: then kills it with SIGKILL); returns (rc, log)."""
-    cmd = [sys.executable, 'tools/train.py', cfg, '--work-dir', str(wd), *args]
+def train(cfg, wd, *args, gpus=None, port=None, **kill):
+    """Runs tools/train.py (``gpus``: tools/dist_train.sh with that many CPU processes) to the end, or to a kill point
+    and then kills its process group with SIGKILL; returns (rc, log)."""
+    if gpus:
+        cmd = ['bash', 'tools/dist_train.sh', cfg, str(gpus)]
+    else:
+        cmd = [sys.executable, 'tools/train.py', cfg]
+    cmd += ['--work-dir', str(wd), *args]
+    env = dict(_env(**kill), PORT=str(port or 29500))
     if not kill:
-        r = python_tool(*cmd[1:], env=_env())
+        r = run_tool(*cmd, env=env)
         return r.returncode, r.stdout + r.stderr
-    mark = os.path.join(str(wd) + '.mark')
+    mark = str(wd) + '.mark'
     if os.path.exists(mark):
         os.remove(mark)
-    env = dict(os.environ, PYTHONUNBUFFERED='1', **_env(mark=mark, **kill))
+    env = dict(os.environ, PYTHONUNBUFFERED='1', **env, KILLPOINT_MARK=mark)
+    env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env.get('PATH', '')
     log_path = str(wd) + '.log'
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -218,3 +225,96 @@ def test_resume_path_that_is_truncated_or_foreign_is_one_line(cfg, tmp_path):
         assert rc == 2 and says in log and 'Traceback' not in log, log[-3000:]
         assert not (tmp_path / 'wd').exists()
 
+
+
+SEG_CFG = f'''
+_base_ = {os.path.join(ROOT, 'configs', 'toy', 'upernet_davit-t_toy-ade.py')!r}
+custom_imports = dict(imports=['mmseg_davit', 'killpoints'], allow_failed_imports=False)
+custom_hooks = [dict(type='KillPoint')]
+model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 4]),
+                           drop_path_rate=0.2),
+             decode_head=dict(in_channels=[16, 32, 64, 128], channels=32),
+             auxiliary_head=dict(in_channels=64, channels=16))
+# 6 images, batch 2: the infinite sampler wraps every 3 iterations, so the resumed run crosses a wrap
+train_dataloader = dict(batch_size=2, dataset=dict(indices=list(range(6))))
+val_dataloader = dict(dataset=dict(indices=[0, 1]))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters=8, val_interval=2)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2, max_keep_ckpts=1))
+randomness = dict(seed=0)
+'''
+
+
+@pytest.mark.slow
+def test_iter_based_mmseg_kill_while_writing_resumes_exactly(tmp_path):
+    """mmseg's loop is iteration-based: mmengine replays the batches already trained to put the sampler back; the
+    generators are restored after that replay, right before the first new batch."""
+    toy_data('ade')
+    cfg = tmp_path / 'fast_seg.py'
+    cfg.write_text(SEG_CFG)
+    ref = tmp_path / 'reference'
+    rc, log = train(str(cfg), ref)
+    assert rc == 0, log[-3000:]
+    wd = tmp_path / 'wd'
+    rc, _ = train(str(cfg), wd, save='iter_6.pth')
+    assert rc == -signal.SIGKILL and ckpts(wd) == ['iter_4.pth']
+    rc, log = train(str(cfg), wd, '--resume')
+    assert rc == 0, log[-3000:]
+    assert re.search(r'resumed epoch: 0, iter: 4', log) and 'Advance dataloader 4 steps' in log, log[-3000:]
+    assert ckpts(wd) == ['iter_8.pth']
+    assert_same_weights(wd / 'iter_8.pth', ref / 'iter_8.pth')
+
+
+@pytest.mark.slow
+def test_two_process_kill_while_writing_every_rank_resumes_from_the_same_file(cfg, tmp_path):
+    """dist_train.sh, 2 CPU processes (1 iteration an epoch each): only rank 0 writes, the launcher resolves --resume
+    once and hands the file to both ranks, each rank gets back its own generator states."""
+    ref = tmp_path / 'reference'
+    rc, log = train(cfg, ref, gpus=2, port=29531)
+    assert rc == 0, log[-3000:]
+    wd = tmp_path / 'wd'
+    rc, _ = train(cfg, wd, gpus=2, port=29532, save='epoch_3.pth')
+    assert rc == -signal.SIGKILL and ckpts(wd) == ['epoch_2.pth']
+    rc, log = train(cfg, wd, '--resume', gpus=2, port=29533)
+    assert rc == 0, log[-3000:]
+    assert resumed_epoch(log) == 2 and 'checked by the launcher' in log, log[-3000:]
+    assert_same_weights(wd / f'epoch_{EPOCHS}.pth', ref / f'epoch_{EPOCHS}.pth')
+
+
+DET_CFG = f'''
+_base_ = {os.path.join(ROOT, 'configs', 'toy', 'mask-rcnn_davit-t_toy-coco.py')!r}
+custom_imports = dict(imports=['mmdet_davit', 'killpoints'], allow_failed_imports=False)
+custom_hooks = [dict(type='KillPoint')]
+model = dict(
+    backbone=dict(arch=dict(_delete_=True, embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 4]),
+                  drop_path_rate=0.2),
+    neck=dict(in_channels=[16, 32, 64, 128], out_channels=32),
+    rpn_head=dict(in_channels=32, feat_channels=32),
+    roi_head=dict(bbox_roi_extractor=dict(out_channels=32), bbox_head=dict(in_channels=32, fc_out_channels=64),
+                  mask_roi_extractor=dict(out_channels=32), mask_head=dict(in_channels=32, conv_out_channels=32)),
+    test_cfg=dict(rcnn=dict(score_thr=0.0)))
+train_dataloader = dict(batch_size=2, dataset=dict(indices=4))
+val_dataloader = dict(batch_size=2, dataset=dict(indices=2))
+test_dataloader = val_dataloader
+train_cfg = dict(max_epochs=3, val_interval=1)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=1))
+randomness = dict(seed=0)
+'''
+
+
+@pytest.mark.slow
+def test_mmdet_kill_while_writing_resumes_exactly(tmp_path):
+    """Mask R-CNN draws from torch's generator in its RPN and RoI samplers on top of the data augmentation."""
+    toy_data('coco')
+    cfg = tmp_path / 'fast_det.py'
+    cfg.write_text(DET_CFG)
+    ref = tmp_path / 'reference'
+    rc, log = train(str(cfg), ref)
+    assert rc == 0, log[-3000:]
+    wd = tmp_path / 'wd'
+    rc, _ = train(str(cfg), wd, save='epoch_2.pth')
+    assert rc == -signal.SIGKILL and ckpts(wd) == ['epoch_1.pth']
+    rc, log = train(str(cfg), wd, '--resume')
+    assert rc == 0, log[-3000:]
+    assert resumed_epoch(log) == 1
+    assert_same_weights(wd / 'epoch_3.pth', ref / 'epoch_3.pth')
