@@ -14,7 +14,7 @@ import torch.distributed as dist
 from mmengine.config import Config, DictAction
 
 from davit_backbone import CheckpointFormatError, convert_state_dict
-from mmdavit.resume import ResumeError, check_resumable, find_resume_checkpoint
+from mmdavit.resume import ResumeError, check_resumable, find_resume_checkpoint, load_checkpoint_file, short_cause
 
 TOY_HINTS = {
     'mmdet': 'python tools/make_toy_data.py coco data/toy_coco',
@@ -127,29 +127,23 @@ def check_amp() -> None:
                         'leave --amp out on this machine')
 
 
-def check_pretrained(cfg: Config) -> None:
+def check_pretrained(cfg: Config, launcher: str = 'none') -> None:
     """A backbone Pretrained init_cfg (``model.pretrained=PATH``) must be a DaViT checkpoint that loads: checked here,
     before the Runner makes its work dir, rather than when the weights are initialised."""
     init = (cfg.model.get('backbone') or {}).get('init_cfg')
     path = init.get('checkpoint') if isinstance(init, dict) and init.get('type') == 'Pretrained' else None
-    if not path or '://' in str(path):
+    if not path or '://' in str(path) or (launcher != 'none' and os.environ.get(PRECHECKED_ENV) == '1'):
         return
     if not osp.isfile(path):
         raise UserError(f'pretrained checkpoint not found: {path!r}')
-    from mmdavit.resume import load_checkpoint_file
     try:
         obj = load_checkpoint_file(path)
     except RuntimeError as e:
-        raise UserError(f'{path} is incomplete or not a checkpoint ({_last_line(e.__cause__ or e)})') from None
+        raise UserError(f'{path} is incomplete or not a checkpoint ({short_cause(e.__cause__ or e)})') from None
     try:
         convert_state_dict(obj)
     except CheckpointFormatError as e:
         raise UserError(f'{path}: {e}') from None
-
-
-def _last_line(e: BaseException) -> str:
-    from mmdavit.resume import short_cause
-    return short_cause(e)
 
 
 def _dataset_cfgs(cfg: Config, phases: Iterable[str]) -> List[dict]:
@@ -235,7 +229,8 @@ def read_checkpoint(path: str):
     try:
         return CheckpointLoader.load_checkpoint(path, map_location='cpu')
     except Exception as e:  # noqa: BLE001  truncated, foreign or not a torch file: one line, not a zip error
-        raise UserError(f'{path} is incomplete or not a checkpoint ({_last_line(e)})') from None
+        what = 'could not be read' if '://' in path else 'is incomplete or not a checkpoint'
+        raise UserError(f'{path} {what} ({short_cause(e)})') from None
 
 
 def load_model_checkpoint(model, path: str, logger=None, obj=None) -> str:

@@ -35,7 +35,7 @@ def main():
     args = parse_args()
     cfg = ru.load_config(args.config, args.cfg_options, args.work_dir)
     ru.check_datasets(cfg, ['train', 'val'])
-    ru.check_pretrained(cfg)
+    ru.check_pretrained(cfg, args.launcher)
     if args.amp:
         ru.check_amp()
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
