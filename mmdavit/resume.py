@@ -104,7 +104,8 @@ def find_resume_checkpoint(work_dir: str, extra_dirs: Iterable[str] = ()) -> Tup
             bad.append(str(e))
             continue
         skipped = f'; skipped: {"; ".join(bad)}' if bad else ''
-        return path, f'resuming from {path} (epoch {epoch}, iter {it}): the newest checkpoint that loads ({why}{skipped})'
+        return path, (f'resuming from {path} (epoch {epoch}, iter {it}): the newest checkpoint that loads '
+                      f'({why}{skipped})')
     if bad:
         raise ResumeError(f'--resume: no checkpoint in {work_dir} can be resumed from: {"; ".join(bad)}. Move the '
                           'bad files (and last_checkpoint) away to start over, or name one with --resume PATH')

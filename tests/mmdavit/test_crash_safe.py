@@ -25,7 +25,8 @@ FAST_CFG = f'''
 _base_ = {os.path.join(ROOT, 'configs', 'toy', 'davit-t_toy-imagefolder.py')!r}
 custom_imports = dict(imports=['mmcls_davit', 'killpoints'], allow_failed_imports=False)
 custom_hooks = [dict(type='KillPoint')]
-model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 4]), drop_path_rate=0.2),
+model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 4]),
+                           drop_path_rate=0.2),
              head=dict(in_channels=128))
 train_dataloader = dict(batch_size=4, dataset=dict(indices=[0, 1, 2, 24, 25, 26, 48, 49]))
 val_dataloader = dict(batch_size=4)  # the 8 validation images
@@ -220,7 +221,8 @@ def test_resume_path_that_is_truncated_or_foreign_is_one_line(cfg, tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:500])
     foreign = tmp_path / 'davit_tiny.pth'
     torch.save({'model': {'w': torch.zeros(3)}}, foreign)
-    for path, says in [(truncated, 'is incomplete or not a checkpoint'), (foreign, 'holds weights but no training state')]:
+    for path, says in [(truncated, 'is incomplete or not a checkpoint'),
+                       (foreign, 'holds weights but no training state')]:
         rc, log = train(cfg, tmp_path / 'wd', '--resume', str(path))
         assert rc == 2 and says in log and 'Traceback' not in log, log[-3000:]
         assert not (tmp_path / 'wd').exists()
