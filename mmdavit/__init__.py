@@ -10,10 +10,11 @@ Importing it registers ``DaViT`` into the ``mmdavit`` scope and nothing else; to
 """
 from .adapter import DaViT, DaViTMMPretrain
 from .checkpoint import allow_mmengine_checkpoints, load_checkpoint_file
+from .hooks import AtomicCheckpointHook  # type='mmdavit.AtomicCheckpointHook' in configs
 from .registry import MODELS
 
-__all__ = ['DaViT', 'DaViTMMPretrain', 'MODELS', 'register_into', 'allow_mmengine_checkpoints',
-           'load_checkpoint_file']
+__all__ = ['DaViT', 'DaViTMMPretrain', 'MODELS', 'AtomicCheckpointHook', 'register_into',
+           'allow_mmengine_checkpoints', 'load_checkpoint_file']
 __version__ = '0.1.0'
 
 

@@ -13,7 +13,8 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config, DictAction
 
-from davit_backbone.convert import CheckpointFormatError, detect_format, unwrap_state_dict
+from davit_backbone.convert import CheckpointFormatError, convert_state_dict, detect_format, unwrap_state_dict
+from mmdavit.resume import ResumeError, check_resumable, find_resume_checkpoint, load_checkpoint_file, short_cause
 
 TOY_HINTS = {
     'mmdet': 'python tools/make_toy_data.py coco data/toy_coco',
@@ -24,6 +25,13 @@ TOY_HINTS = {
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit code 2, nothing written."""
+
+
+# what `train.py --validate-only` prints on stdout for the launchers: the checkpoint every rank resumes from
+RESUME_LINE = 'resume-from: '
+# set by the launchers after their one validation, so that the workers do not load the checkpoint once more each
+PRECHECKED_ENV = 'MMDAVIT_PRECHECKED'
+ATOMIC_CHECKPOINT_HOOK = 'mmdavit.AtomicCheckpointHook'
 
 
 def add_common_args(parser) -> None:
@@ -46,6 +54,7 @@ def load_config(path: str, cfg_options: Optional[dict], work_dir: Optional[str])
     if scope not in TOY_HINTS:
         raise UserError(f'{path}: default_scope must be one of {sorted(TOY_HINTS)}, got {scope!r}')
     _map_legacy_pretrained(cfg)
+    _use_atomic_checkpoints(cfg)
     if work_dir:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -58,6 +67,78 @@ def _map_legacy_pretrained(cfg: Config) -> None:
     pretrained = cfg.model.pop('pretrained', None)
     if pretrained:
         cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+
+
+def _use_atomic_checkpoints(cfg: Config) -> None:
+    """mmengine's plain CheckpointHook -> ours, with the same arguments: writes that survive a kill at any moment
+    and generator states for an exact resume (mmdavit/hooks.py), for every config, whoever wrote it."""
+    import mmdavit.hooks  # noqa: F401  the mmdavit hook scope must exist before the Runner builds the hook
+    from mmengine.hooks import CheckpointHook
+    hooks = cfg.get('default_hooks')
+    if hooks is None:
+        cfg.default_hooks = hooks = {}
+    if 'checkpoint' not in hooks:  # mmengine would add CheckpointHook(interval=1)
+        hooks['checkpoint'] = dict(type=ATOMIC_CHECKPOINT_HOOK, interval=1)
+    ckpt = hooks['checkpoint']
+    if isinstance(ckpt, dict) and ckpt.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook):
+        ckpt['type'] = ATOMIC_CHECKPOINT_HOOK
+
+
+def _checkpoint_dirs(cfg: Config) -> List[str]:
+    """Where the checkpoint hook writes besides the work dir (its out_dir + the work dir's name, as mmengine)."""
+    out_dir = ((cfg.get('default_hooks') or {}).get('checkpoint') or {}).get('out_dir')
+    if not out_dir or '://' in str(out_dir):
+        return []
+    return [osp.join(str(out_dir), osp.basename(str(cfg.work_dir).rstrip(osp.sep)))]
+
+
+def resolve_resume(cfg: Config, resume: Optional[str], launcher: str = 'none') -> Optional[str]:
+    """Sets cfg.resume/load_from for ``--resume`` (``'auto'``: no path given) and returns the line to log.
+
+    Without a path: the newest checkpoint of the run that loads (mmdavit.resume); none at all starts the run as a
+    first run would (with the config's own load_from). A given path must be a complete training checkpoint. Either
+    way a bad file is one line and exit code 2, before anything is written.
+    """
+    if not resume:
+        return None
+    try:
+        if resume == 'auto':
+            path, why = find_resume_checkpoint(cfg.work_dir, _checkpoint_dirs(cfg))
+            if path is None:
+                cfg.resume = False
+                return why
+        else:
+            path = resume
+            if launcher != 'none' and os.environ.get(PRECHECKED_ENV) == '1':
+                why = f'resuming from {path} (checked by the launcher)'
+            else:
+                epoch, it = check_resumable(path)
+                why = f'resuming from {path} (epoch {epoch}, iter {it}), as given'
+    except ResumeError as e:
+        raise UserError(str(e)) from None
+    cfg.resume, cfg.load_from = True, path
+    return why
+
+
+def check_amp() -> None:
+    from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
+    if not (is_cuda_available() or is_npu_available() or is_mlu_available() or is_musa_available()):
+        raise UserError('--amp needs a GPU (mmengine\'s AmpOptimWrapper runs on CUDA, NPU, MLU or MUSA only); '
+                        'leave --amp out on this machine')
+
+
+def check_pretrained(cfg: Config, launcher: str = 'none') -> None:
+    """A backbone Pretrained init_cfg (``model.pretrained=PATH``) must be a DaViT checkpoint that loads: checked here,
+    before the Runner makes its work dir, rather than when the weights are initialised."""
+    init = (cfg.model.get('backbone') or {}).get('init_cfg')
+    path = init.get('checkpoint') if isinstance(init, dict) and init.get('type') == 'Pretrained' else None
+    if not path or '://' in str(path) or (launcher != 'none' and os.environ.get(PRECHECKED_ENV) == '1'):
+        return
+    obj = read_checkpoint(path)
+    try:
+        convert_state_dict(obj)
+    except CheckpointFormatError as e:
+        raise UserError(f'{path}: {e}') from None
 
 
 def _dataset_cfgs(cfg: Config, phases: Iterable[str]) -> List[dict]:
@@ -131,42 +212,63 @@ def build_runner(cfg: Config):
 
 
 def read_checkpoint(path: str):
-    """The object in ``path`` (weights_only, with mmengine's checkpoint classes allowed), or a UserError naming the
-    file: missing, truncated, or not a checkpoint at all."""
-    from mmdavit import load_checkpoint_file
+    """The checkpoint object of a local file (weights_only, mmengine's classes allowed) or a URL; one line for a
+    missing, truncated or foreign file."""
+    if '://' in path:
+        from mmengine.runner.checkpoint import CheckpointLoader
+        from mmdavit import allow_mmengine_checkpoints
+        allow_mmengine_checkpoints()
+        try:
+            return CheckpointLoader.load_checkpoint(path, map_location='cpu')
+        except Exception as e:  # noqa: BLE001  network or format: one line, not a traceback
+            raise UserError(f'{path} could not be read ({short_cause(e)})') from None
     if not osp.isfile(path):
         raise UserError(f'checkpoint file not found: {path!r}')
     try:
         return load_checkpoint_file(path)
-    except RuntimeError as e:
-        raise UserError(f'{e}. Is the file complete (not cut off by a crash or an unfinished download)?') from None
+    except RuntimeError as e:  # truncated, foreign or not a torch file: one line, not a zip error
+        raise UserError(f'{path} is incomplete or not a checkpoint ({short_cause(e.__cause__ or e)})') from None
 
 
-def load_model_checkpoint(model, path: str, logger=None) -> None:
-    """Loads ``path`` into a whole task model with mmengine's own loader: a checkpoint written by tools/train.py loads
-    as is, and a bare DaViT checkpoint in any layout (official, timm, mmpretrain) is converted by the backbone's load
-    hook, its classifier Linear going to the task model's head. A file that is neither is refused before loading."""
-    from mmengine.runner.checkpoint import load_checkpoint
-    obj = read_checkpoint(path)
+def load_model_checkpoint(model, path: str, logger=None, obj=None) -> None:
+    """Loads ``path`` (``obj``: its contents, when already read) into a whole task model with mmengine's own loader:
+    a checkpoint written by tools/train.py loads as is, and a bare DaViT checkpoint in any layout (official, timm,
+    mmpretrain) is converted by the backbone's load hook, its classifier Linear going to the task model's head. A file
+    that is neither is refused before loading."""
+    from mmengine.model import is_model_wrapper
+    from mmengine.runner.checkpoint import load_state_dict
+    if obj is None:
+        obj = read_checkpoint(path)
+    model = model.module if is_model_wrapper(model) else model
     sd = obj.get('state_dict', obj) if isinstance(obj, dict) else None
-    own = set(model.state_dict())
-    if not isinstance(sd, dict) or not set(k.replace('module.', '', 1) for k in sd) & own:
+    if not isinstance(sd, dict):
+        raise UserError(f'{path}: holds no state dict')
+    sd = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in sd.items()}
+    if not set(sd) & set(model.state_dict()):
         try:
             detect_format(unwrap_state_dict(obj))
         except CheckpointFormatError as e:
             raise UserError(f'{path}: neither a checkpoint of this model nor a DaViT checkpoint: {e}') from None
     try:
-        load_checkpoint(model, path, map_location='cpu', strict=False, logger=logger or 'current',
-                        revise_keys=[(r'^module\.', '')])
+        load_state_dict(model, sd, strict=False, logger=logger or 'current')
     except CheckpointFormatError as e:
         raise UserError(str(e)) from None
+
+
+def check_test_checkpoint(cfg: Config, path: str, tta: bool = False, obj=None) -> None:
+    """Builds the model on CPU and loads the checkpoint into it as tools/test.py does after building the Runner: a
+    file that is truncated, foreign or of another model fails here, before the Runner writes its work dir."""
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    load_model_checkpoint(model.module if tta else model, path, obj=obj)
 
 
 def run_main(main) -> None:
     """Runs a tool's main, turning UserError into one clear line and exit code 2."""
     try:
         main()
-    except UserError as e:
+    except (UserError, ResumeError) as e:  # ResumeError: from the checkpoint hook's own resume search
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
     finally:  # also on UserError: the group goes before the exit

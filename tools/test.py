@@ -25,6 +25,9 @@ def parse_args(argv=None):
     parser.add_argument('--eval', nargs='+', metavar='METRIC',
                         help='metrics, as the original release spelled them (mmseg: mIoU mDice mFscore; '
                              'mmdet: bbox segm); the config\'s evaluator is used when omitted')
+    parser.add_argument('--validate-only', action='store_true',
+                        help='check the config, data and checkpoint (loaded into the model on CPU), write nothing '
+                             '(dist_test.sh runs this once before starting workers)')
     ru.add_common_args(parser)
     args = parser.parse_args(argv)
     ru.local_rank_env(args)
@@ -75,18 +78,22 @@ def main():
         _apply_eval(cfg, args.eval)
     cfg.load_from = None  # loaded below, converting foreign formats
     cfg.resume = False
+    if args.out and not args.out.endswith(('.pkl', '.pickle')):
+        raise ru.UserError('--out must name a .pkl or .pickle file')
+    ckpt = ru.read_checkpoint(args.checkpoint)
+    ru.check_test_checkpoint(cfg, args.checkpoint, tta=args.tta, obj=ckpt)  # before the Runner writes anything
+    if args.validate_only:
+        return
     ru.setup_distributed(cfg, args.launcher)
     runner = ru.build_runner(cfg)
     if args.out:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise ru.UserError('--out must name a .pkl or .pickle file')
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     from mmengine.model import is_model_wrapper
     target = runner.model.module if is_model_wrapper(runner.model) else runner.model
     if args.tta:
         target = target.module  # the TTA wrapper holds the model as .module
-    ru.load_model_checkpoint(target, args.checkpoint, logger=runner.logger)
+    ru.load_model_checkpoint(target, args.checkpoint, logger=runner.logger, obj=ckpt)
     metrics = runner.test()
     print({k: round(float(v), 4) if isinstance(v, (int, float)) else v for k, v in metrics.items()})
 

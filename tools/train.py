@@ -3,9 +3,13 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
     bash tools/dist_train.sh CONFIG GPUS [same args]
+
+Checkpoints are written by mmdavit.AtomicCheckpointHook (swapped in for mmengine's CheckpointHook): a kill at any
+moment leaves the last complete checkpoint and a ``last_checkpoint`` naming it. ``--resume`` without a path continues
+from the newest checkpoint of the work dir that loads.
 """
 import argparse
-import os
+import sys
 
 import _cli as ru  # tools/ is on sys.path as the script's folder
 
@@ -18,6 +22,9 @@ def parse_args(argv=None):
     parser.add_argument('--amp', action='store_true', help='mixed precision training')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr by (GPUs x samples per GPU) / auto_scale_lr.base_batch_size')
+    parser.add_argument('--validate-only', action='store_true',
+                        help='check the config, data, checkpoints and --amp, print the checkpoint --resume would '
+                             'continue from, write nothing (the launchers run this once before starting workers)')
     ru.add_common_args(parser)
     args = parser.parse_args(argv)
     ru.local_rank_env(args)
@@ -28,19 +35,23 @@ def main():
     args = parse_args()
     cfg = ru.load_config(args.config, args.cfg_options, args.work_dir)
     ru.check_datasets(cfg, ['train', 'val'])
+    ru.check_pretrained(cfg, args.launcher)
     if args.amp:
+        ru.check_amp()
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr or cfg.get('auto_scale_lr', {}).get('enable', False):
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr', {}), enable=True)
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume:
-        if not os.path.isfile(args.resume):
-            raise ru.UserError(f'checkpoint to resume from not found: {args.resume!r}')
-        cfg.resume, cfg.load_from = True, args.resume
+    resume_line = ru.resolve_resume(cfg, args.resume, args.launcher)
+    if args.validate_only:
+        if resume_line:
+            print(resume_line, file=sys.stderr)
+        print(ru.RESUME_LINE + ((cfg.load_from or '') if cfg.get('resume') else ''))
+        return
     ru.setup_distributed(cfg, args.launcher)
     runner = ru.build_runner(cfg)
+    if resume_line:
+        runner.logger.info(resume_line)
     runner.train()
 
 

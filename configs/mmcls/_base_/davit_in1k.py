@@ -43,3 +43,7 @@ optim_wrapper = dict(
                        custom_keys={'.cpe1.': dict(decay_mult=0.0), '.cpe2.': dict(decay_mult=0.0)}),
     clip_grad=dict(max_norm=1.0))
 auto_scale_lr = dict(base_batch_size=1024, enable=True)
+
+# mmdavit's CheckpointHook, same arguments as mmpretrain's: a kill at any moment leaves a complete checkpoint and a
+# last_checkpoint naming it; --resume restores the random generators too (README, Reliability)
+default_hooks = dict(checkpoint=dict(type='mmdavit.AtomicCheckpointHook'))

@@ -13,3 +13,6 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False),
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+# mmdavit's CheckpointHook, same arguments as mmseg's (every 16k iterations): a kill at any moment leaves a complete
+# checkpoint and a last_checkpoint naming it; --resume restores the random generators too (README, Reliability)
+default_hooks = dict(checkpoint=dict(type='mmdavit.AtomicCheckpointHook'))

@@ -1,0 +1,64 @@
+"""Bad input at every entry point: one line, exit code 2, nothing written; the launchers check it once, before
+torchrun starts workers (which would each print it and end in torchrun's ChildFailedError)."""
+import pytest
+
+from helpers import python_tool, run_tool, toy_data
+
+
+def _one_error_line(stderr):
+    errors = [ln for ln in stderr.splitlines() if ln.startswith('error:')]
+    return len(errors) == 1 and 'Traceback' not in stderr
+
+
+def test_dist_train_checks_data_before_torchrun(tmp_path):
+    """The issue's example: dist_train.sh on a config whose COCO folder is missing."""
+    wd = tmp_path / 'wd'
+    r = run_tool('bash', 'tools/dist_train.sh', 'configs/davit_retinanet_1x_coco.py', '2', '--work-dir', str(wd),
+                 '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/coco/')
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert _one_error_line(r.stderr) and 'dataset path not found' in r.stderr, r.stderr[-2000:]
+    assert 'ChildFailedError' not in r.stderr and not wd.exists()
+
+
+def test_dist_test_checks_checkpoint_before_torchrun(tmp_path):
+    toy_data('imagenet')
+    truncated = tmp_path / 'epoch_1.pth'
+    truncated.write_bytes(b'PK\x03\x04 not a whole zip')
+    wd = tmp_path / 'wd'
+    r = run_tool('bash', 'tools/dist_test.sh', 'configs/toy/davit-t_toy-imagefolder.py', str(truncated), '2',
+                 '--work-dir', str(wd))
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert _one_error_line(r.stderr) and 'epoch_1.pth is incomplete or not a checkpoint' in r.stderr
+    assert 'ChildFailedError' not in r.stderr and not wd.exists()
+
+
+@pytest.mark.parametrize('args', [[], ['configs/toy/davit-t_toy-imagefolder.py', 'two']])
+def test_dist_train_usage(args):
+    r = run_tool('bash', 'tools/dist_train.sh', *args)
+    assert r.returncode == 2 and _one_error_line(r.stderr) and 'usage' in r.stderr
+
+
+def test_amp_without_gpu_is_one_line(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is present: --amp is valid here')
+    toy_data('imagenet')
+    r = python_tool('tools/train.py', 'configs/toy/davit-t_toy-imagefolder.py', '--amp', '--work-dir',
+                    str(tmp_path / 'wd'))
+    assert r.returncode == 2 and _one_error_line(r.stderr) and '--amp needs a GPU' in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / 'wd').exists()
+
+
+def test_test_tool_on_truncated_or_foreign_checkpoint_is_one_line_and_writes_nothing(tmp_path):
+    import torch
+    toy_data('imagenet')
+    truncated = tmp_path / 'epoch_1.pth'
+    truncated.write_bytes(b'PK\x03\x04 not a whole zip')
+    foreign = tmp_path / 'resnet.pth'
+    torch.save({'state_dict': {'conv1.weight': torch.zeros(2)}}, foreign)
+    for path, says in [(truncated, 'epoch_1.pth is incomplete or not a checkpoint (PytorchStreamReader'),
+                       (foreign, 'neither a checkpoint of this model nor a DaViT checkpoint')]:
+        r = python_tool('tools/test.py', 'configs/toy/davit-t_toy-imagefolder.py', str(path), '--work-dir',
+                        str(tmp_path / 'wd'))
+        assert r.returncode == 2 and _one_error_line(r.stderr) and says in r.stderr, r.stderr[-2000:]
+        assert not (tmp_path / 'wd').exists()
