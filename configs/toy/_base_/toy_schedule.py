@@ -1,5 +1,5 @@
 # A short CPU schedule on the paper's optimizer (AdamW): 24 epochs, warmup, steps at 18 and 22, no lr scaling.
-_base_ = ['../../mmdet/_base_/schedules/adamw_1x.py', 'mmdet::_base_/default_runtime.py']
+_base_ = ['../../mmdet/_base_/schedules/adamw_1x.py', '../../mmdet/_base_/default_runtime.py']
 
 max_epochs = 24
 optim_wrapper = dict(optimizer=dict(lr=4e-4))
