@@ -30,6 +30,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
 from . import kernels
+from .padding import _pad_hw, _pad_image, _window_size
 from .convert import checkpoint_filter_fn  # noqa: F401  timm looks it up in the model's module
 
 __all__ = ['DaViT', 'arch_zoo', 'resolve_arch', 'IMAGENET_MEAN', 'IMAGENET_STD']
@@ -81,32 +82,6 @@ def _per_stage(value, num_stages: int, name: str) -> list:
 def _check_image_batch(x: torch.Tensor, in_chans: int) -> None:
     if x.dim() != 4 or x.shape[1] != in_chans:
         raise ValueError('DaViT expects images of shape (B, {}, H, W), got {}'.format(in_chans, list(x.shape)))
-
-
-def _pad_hw(x: torch.Tensor, multiple_h: int, multiple_w: int) -> torch.Tensor:
-    """Zero-pads a (B, H, W, C) tensor on the bottom/right up to multiples of the given sizes."""
-    pad_b = (multiple_h - x.shape[1] % multiple_h) % multiple_h
-    pad_r = (multiple_w - x.shape[2] % multiple_w) % multiple_w
-    if pad_b > 0 or pad_r > 0:
-        x = F.pad(x, [0, 0, 0, pad_r, 0, pad_b])
-    return x
-
-
-def _pad_image(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pads a (B, C, H, W) image on the bottom/right up to a multiple of ``multiple``."""
-    pad_b = (multiple - x.shape[2] % multiple) % multiple
-    pad_r = (multiple - x.shape[3] % multiple) % multiple
-    if pad_b > 0 or pad_r > 0:
-        x = F.pad(x, [0, pad_r, 0, pad_b])
-    return x
-
-
-def _window_size(height: int, width: int, window_size: int, pad_small_map: bool) -> int:
-    """The official model pads maps smaller than a window up to it; mmpretrain's ``pad_small_map=False`` shrinks
-    the window to the map instead."""
-    if pad_small_map:
-        return window_size
-    return min(window_size, min(height, width))
 
 
 for _fn in (_check_image_batch, _pad_hw, _pad_image, _window_size):

@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .padding import _pad_hw, _window_size
+
 __all__ = ['ENABLED', 'set_enabled', 'disabled', 'applies', 'sub_block']
 
 ENABLED = hasattr(torch.ops.mkldnn, '_linear_pointwise') and torch.backends.mkldnn.is_available()
@@ -160,7 +162,6 @@ def _channel_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _spatial_attention_residual(block: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    from .davit import _pad_hw, _window_size
     B, H, W, C = y.shape
     ws = _window_size(H, W, block.window_size, block.pad_small_map)
     y = _pad_hw(y, ws, ws)
