@@ -163,3 +163,16 @@ def test_torchscript_and_fx_run_the_plain_forward(seed):
         scripted = torch.jit.script(m)(x)
         traced = torch.fx.symbolic_trace(m)(x)
     assert (scripted - ref).abs().max() < 1e-5 and (traced - ref).abs().max() < 1e-5
+
+
+def test_importing_the_backbone_loads_no_openmmlab_package():
+    """davit_backbone is plain PyTorch (timm optional): building and loading a model imports no mm* package."""
+    import subprocess
+    import sys
+    code = ('import sys, torch, davit_backbone; m = davit_backbone.DaViT("tiny"); '
+            'm.load_state_dict(davit_backbone.to_official(m.state_dict())); '
+            'print(sorted(n for n in sys.modules if n.split(".")[0].startswith("mm")))')
+    from helpers import ROOT
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == '[]', r.stdout
