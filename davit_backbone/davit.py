@@ -515,6 +515,8 @@ class DaViT(nn.Module):
 
         n = self.num_stages
         window_sizes, mlp_ratios = _per_stage(window_size, n, 'window_size'), _per_stage(mlp_ratio, n, 'mlp_ratio')
+        # a per-stage list may leave stages to the arch (mmpretrain's stage_cfgs setting only some of them)
+        window_sizes = [arch.get('window_size', ARCH_OPTIONS['window_size']) if w is None else w for w in window_sizes]
         qkv_biases, pad_small = _per_stage(qkv_bias, n, 'qkv_bias'), _per_stage(pad_small_map, n, 'pad_small_map')
         # linspace over every sub-block (2 per dual block), indexed 2 * block + (0 spatial | 1 channel); on the CPU
         # whatever device the model is built on (a meta tensor has no values to list)
@@ -740,9 +742,9 @@ def _install_parent_hook() -> None:
 # ``pretrained=True`` (timm's published weights of the official release, through ``checkpoint_filter_fn``) all work.
 def _timm_cfg(hf_hub_id: str = '', **kwargs) -> dict:
     # crop_pct 0.875 (resize 256 -> crop 224) as the official release evaluated; timm's davit_* cfg says 0.95
-    return dict(url='', hf_hub_id=hf_hub_id or None, num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7),
-                crop_pct=0.875, interpolation='bicubic', mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                first_conv='stem.conv', classifier='head.fc', license='apache-2.0', **kwargs)
+    return dict(dict(url='', hf_hub_id=hf_hub_id or None, num_classes=1000, input_size=(3, 224, 224),
+                     pool_size=(7, 7), crop_pct=0.875, interpolation='bicubic', mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                     first_conv='stem.conv', classifier='head.fc', license='apache-2.0'), **kwargs)
 
 
 try:
@@ -758,6 +760,14 @@ if register_model is not None:
         'DaViT_large': _timm_cfg(),
         'DaViT_huge': _timm_cfg(),
         'DaViT_giant': _timm_cfg(),
+        # the official release's ImageNet-22k model fine-tuned at 384 (no timm-hosted copy: load the file)
+        'DaViT_large_window12_384': _timm_cfg(input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0),
+        # Florence-2's towers as timm's davit_*_fl: no classifier (num_classes=0), 768x768 as Florence-2 runs them;
+        # the hub file is the whole VLM, of which the converter takes the vision tower
+        'DaViT_base_fl.msft_florence2': _timm_cfg('microsoft/Florence-2-base', num_classes=0,
+                                                  input_size=(3, 768, 768), pool_size=(24, 24), crop_pct=1.0),
+        'DaViT_huge_fl.msft_florence2': _timm_cfg('microsoft/Florence-2-large', num_classes=0,
+                                                  input_size=(3, 768, 768), pool_size=(24, 24), crop_pct=1.0),
     })
 
     def _create_davit(variant: str, pretrained: bool = False, **kwargs) -> DaViT:
@@ -767,6 +777,10 @@ if register_model is not None:
         if {'embed_dims', 'depths', 'num_heads'} & set(kwargs):  # timm's davit spells the arch as three kwargs
             kwargs['arch'] = dict(resolve_arch(kwargs['arch']), **{k: kwargs.pop(k) for k in
                                                                   ('embed_dims', 'depths', 'num_heads') if k in kwargs})
+        if variant.endswith('_fl'):
+            # Florence-2's tower has no head norm: as timm's davit_*_fl, that one LayerNorm stays as initialised
+            # (identity), the load hook's log line names it; every other key is still checked
+            kwargs.setdefault('pretrained_strict', False)
         return build_model_with_cfg(DaViT, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
                                     feature_cfg=dict(out_indices=out_indices, feature_cls='getter'), **kwargs)
 
@@ -793,3 +807,16 @@ if register_model is not None:
     @register_model
     def DaViT_giant(pretrained: bool = False, **kwargs) -> DaViT:
         return _create_davit('DaViT_giant', pretrained, **dict(arch='giant', **kwargs))
+
+    @register_model
+    def DaViT_large_window12_384(pretrained: bool = False, **kwargs) -> DaViT:
+        return _create_davit('DaViT_large_window12_384', pretrained, **dict(arch='large_window12', **kwargs))
+
+    @register_model
+    def DaViT_base_fl(pretrained: bool = False, **kwargs) -> DaViT:
+        return _create_davit('DaViT_base_fl', pretrained, **dict(arch='base_fl', **kwargs))
+
+    @register_model
+    def DaViT_huge_fl(pretrained: bool = False, **kwargs) -> DaViT:
+        # Florence-2-large's tower (DaViT-H layout), as timm's davit_huge_fl
+        return _create_davit('DaViT_huge_fl', pretrained, **dict(arch='huge_fl', **kwargs))

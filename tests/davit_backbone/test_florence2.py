@@ -8,7 +8,7 @@ import torch
 from davit_backbone import DaViT, kernels, load_file
 from davit_backbone.convert import CheckpointFormatError, convert_state_dict
 from davit_backbone.davit import ChannelAttention
-from helpers import dense_davit, randomize_norms
+from helpers import dense_davit, randomize_norms, to_florence2
 
 # a small arch with every Florence-2 option, for the tests that need no timm reference
 TINY_FL = dict(embed_dims=(16, 32, 64, 128), depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=12,
@@ -59,26 +59,6 @@ def test_parity_with_timm_base_fl_at_768_fp32(seed):
     assert all(d < 1e-4 * max(1., s) for d, s in zip(maps, scale)), (maps, scale)
 
 
-def _to_florence2(sd):
-    """Our keys -> the Hugging Face Florence-2 layout: timm's ``_convert_florence2`` rules, inverted."""
-    out = {}
-    for k, v in sd.items():
-        if k.startswith(('head.', 'norm')):
-            continue  # the released tower has neither
-        k = k.replace('stem.', 'convs.0.')
-        k = re.sub(r'^stages\.(\d+)\.downsample\.conv\.', r'convs.\1.proj.', k)
-        k = re.sub(r'^stages\.(\d+)\.downsample\.', r'convs.\1.', k)
-        k = k.replace('convs.0.conv.', 'convs.0.proj.')
-        k = re.sub(r'^stages\.(\d+)\.blocks\.', r'blocks.\1.', k)
-        attn = 'window_attn' if '.spatial_block.' in k else 'channel_attn'
-        for ours, theirs in (('.attn.', f'.{attn}.fn.'), ('.norm1.', f'.{attn}.norm.'), ('.norm2.', '.ffn.norm.'),
-                             ('.mlp.', '.ffn.fn.net.'), ('.cpe1.proj.', '.conv1.fn.dw.'),
-                             ('.cpe2.proj.', '.conv2.fn.dw.')):
-            k = k.replace(ours, theirs)
-        out['vision_tower.' + k] = v
-    return out
-
-
 def _vlm_parts():
     """A few tensors of the rest of a Florence-2 checkpoint (names as in the release)."""
     return {'language_model.model.encoder.layers.0.fc1.weight': torch.randn(4, 4),
@@ -89,7 +69,7 @@ def _vlm_parts():
 
 def test_florence2_layout_round_trips_and_matches_timm_rules(seed, tmp_path):
     src = randomize_norms(DaViT(TINY_FL, num_classes=0)).eval()
-    hf = dict(_to_florence2(src.state_dict()), **_vlm_parts())
+    hf = dict(to_florence2(src.state_dict()), **_vlm_parts())
     assert any('.window_attn.fn.qkv.' in k for k in hf) and 'vision_tower.convs.0.proj.weight' in hf
     timm_davit = pytest.importorskip('timm.models.davit')
     # the inverse is right: timm's own rules map it back to our (= timm _fl) keys
@@ -117,7 +97,7 @@ def test_florence2_layout_round_trips_and_matches_timm_rules(seed, tmp_path):
 
 
 def test_florence2_unknown_keys_still_raise():
-    hf = dict(_to_florence2(DaViT(TINY_FL, num_classes=0).state_dict()), **_vlm_parts())
+    hf = dict(to_florence2(DaViT(TINY_FL, num_classes=0).state_dict()), **_vlm_parts())
     for extra in ('vision_tower.extra.weight', 'text_encoder.weight', 'language_model_typo'):
         with pytest.raises(CheckpointFormatError, match='map to no DaViT parameter'):
             convert_state_dict(dict(hf, **{extra: torch.zeros(1)}))
