@@ -7,7 +7,13 @@ Sources, detected from the keys themselves:
   (the Florence-2 ``*_fl`` variants name blocks ``spatial_block``/``channel_block``, as we do).
 - ``mmpretrain``: ``DaViT`` backbone (+ ``ImageClassifier`` wrapper): ``patch_embed.projection``,
   ``attn.w_msa.qkv``, ``ffn.layers.*``, and each stage's downsample stored at the *end* of the previous stage.
-- ``ours``: identity.
+- ``florence2``: a whole Florence-2 checkpoint (Hugging Face ``microsoft/Florence-2-*``, ``pytorch_model.bin`` or
+  ``model.safetensors``): the vision tower under ``vision_tower.`` (``convs.i`` = stem and downsamples,
+  ``blocks.i.j.{spatial,channel}_block.{conv1.fn.dw, window_attn|channel_attn.{norm,fn}, conv2.fn.dw, ffn.{norm,
+  fn.net}}``); the rest (language model, image projection, position/temporal embeddings) is dropped because it is
+  recognised as Florence-2's (``FLORENCE2_NON_VISION``); any other key is unknown and raises as usual.
+- ``ours``: identity. timm's ``davit_*_fl`` models have our keys exactly (named blocks), so they load as ``ours``;
+  their 3x3 downsample convs only fit a model built with ``down_kernel_size=3`` (the shape check says so).
 
 Wrappers are stripped: ``state_dict``/``model``/``module`` dicts, ``module.`` (DDP) prefixes, and the ``backbone.``
 prefix of whole OpenMMLab models (their necks and heads are dropped, except a classifier's ``head.fc``).
@@ -56,13 +62,23 @@ def unwrap_state_dict(obj) -> Dict[str, torch.Tensor]:
     return sd
 
 
+# The parts of a Florence-2 checkpoint that are not the vision tower (the remote-code layout of the Hugging Face
+# release, as read by transformers' conversion script): BART language model, projection to its width, and the 2-D
+# position / temporal embeddings added after the tower. Only a checkpoint with a ``vision_tower.`` part may drop them.
+FLORENCE2_NON_VISION = re.compile(
+    r'^(?:language_model\.|image_projection$|image_proj_norm\.|image_pos_embed\.|visual_temporal_embed\.)')
+FLORENCE2_PREFIX = 'vision_tower.'
+
+
 def detect_format(sd: Mapping[str, torch.Tensor]) -> str:
     keys = list(sd)
+    if any(k.startswith(FLORENCE2_PREFIX) for k in keys):
+        return 'florence2'
     if any(k.startswith(('patch_embeds.', 'main_blocks.')) for k in keys):
         return 'official'
     if any(k.startswith('patch_embed.projection') or '.w_msa.' in k or '.ffn.layers.' in k for k in keys):
         return 'mmpretrain'
-    if any(re.match(r'stages[._]\d+\.blocks\.\d+\.[01]\.', k) for k in keys):
+    if any(re.match(r'stages[._]\d+\.blocks\.\d+\.[01]\.|stages_\d+\.', k) for k in keys):
         return 'timm'
     if any(k.startswith('stem.conv.') or '.spatial_block.' in k for k in keys):
         return 'ours'
@@ -115,6 +131,37 @@ def _from_timm(k: str) -> str:
     return re.sub(r'^(stages\.\d+\.blocks\.\d+)\.1\.', r'\1.channel_block.', k)
 
 
+# Florence-2's vision tower -> ours: prefix rules (first match wins) then infixes. convs.0 is the stem (7x7, stride 4,
+# LayerNorm after), convs.i (i > 0) the downsample entering stage i (LayerNorm before).
+_FLORENCE2_PREFIXES = [
+    (r'^convs\.0\.proj\.', 'stem.conv.'),
+    (r'^convs\.0\.norm\.', 'stem.norm.'),
+    (r'^convs\.(\d+)\.proj\.', r'stages.\1.downsample.conv.'),
+    (r'^convs\.(\d+)\.norm\.', r'stages.\1.downsample.norm.'),
+    (r'^blocks\.(\d+)\.(\d+)\.', r'stages.\1.blocks.\2.'),
+    (r'^norms\.', 'head.norm.'),  # the tower's final norm, where a checkpoint has one
+]
+_FLORENCE2_INFIXES = [
+    ('.conv1.fn.dw.', '.cpe1.proj.'), ('.conv2.fn.dw.', '.cpe2.proj.'),
+    ('.window_attn.norm.', '.norm1.'), ('.channel_attn.norm.', '.norm1.'),
+    ('.window_attn.fn.', '.attn.'), ('.channel_attn.fn.', '.attn.'),
+    ('.ffn.norm.', '.norm2.'), ('.ffn.fn.net.', '.mlp.'),
+]
+
+
+def _from_florence2(k: str) -> str:
+    if not k.startswith(FLORENCE2_PREFIX):  # neither tower nor a known Florence-2 part: reported as unknown
+        return f'(outside vision_tower) {k}'
+    k = k[len(FLORENCE2_PREFIX):]
+    for pattern, repl in _FLORENCE2_PREFIXES:
+        k, n = re.subn(pattern, repl, k)
+        if n:
+            break
+    for theirs, ours in _FLORENCE2_INFIXES:
+        k = k.replace(theirs, ours)
+    return k
+
+
 def _from_mmpretrain(k: str) -> str:
     k = k.replace('patch_embed.projection.', 'stem.conv.').replace('patch_embed.norm.', 'stem.norm.')
     # mmpretrain keeps the downsample that *enters* stage i+1 at the end of stage i
@@ -128,7 +175,7 @@ def _from_mmpretrain(k: str) -> str:
 
 
 _CONVERTERS = {'official': _from_official, 'timm': _from_timm, 'mmpretrain': _from_mmpretrain,
-               'ours': lambda k: k}
+               'florence2': _from_florence2, 'ours': lambda k: k}
 
 
 def convert_state_dict(checkpoint, return_format: bool = False):
@@ -140,13 +187,16 @@ def convert_state_dict(checkpoint, return_format: bool = False):
     """
     sd = unwrap_state_dict(checkpoint)
     fmt = detect_format(sd)
+    if fmt == 'florence2':  # the VLM around the tower: dropped because recognised, never because merely unknown
+        sd = OrderedDict((k, v) for k, v in sd.items() if not FLORENCE2_NON_VISION.match(k))
     convert = _CONVERTERS[fmt]
     out = OrderedDict((convert(k), v) for k, v in sd.items())
     unknown = [k for k in out if not OUR_KEY_PATTERN.match(k)]
     if unknown:
         raise CheckpointFormatError(
             f'{len(unknown)} key(s) of this {fmt}-format checkpoint map to no DaViT parameter, e.g. {unknown[:8]}. '
-            'Is it a DaViT checkpoint? Supported: the official release, timm davit_*, mmpretrain DaViT, mmdavit.')
+            'Is it a DaViT checkpoint? Supported: the official release, timm davit_* (and *_fl), mmpretrain DaViT, '
+            'Florence-2 (vision_tower.*), mmdavit.')
     return (out, fmt) if return_format else out
 
 
@@ -228,6 +278,9 @@ def adopt_state_dict(model, state_dict: dict, prefix: str, unexpected_keys: List
     sub = OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, state_dict[k]) for k in source)
     kept, handed_up, dropped, fmt = prepare_state_dict(sub, model, source=f'checkpoint for {where}')
     renamed = [k for k in source if k[len(prefix):] not in kept or not k.startswith(prefix)]
+    # output norms the checkpoint lacks (Florence-2's tower has none; classifiers have no norm{i}) keep their init
+    fresh = sorted({k.rsplit('.', 1)[0] for k in model.state_dict()
+                    if re.match(r'^(?:norm\d+|head\.norm)\.', k) and k not in kept})
     if fmt == 'ours' and not renamed:
         return None  # already our keys, all of them used: nothing to rewrite
     for k in source:
@@ -245,7 +298,8 @@ def adopt_state_dict(model, state_dict: dict, prefix: str, unexpected_keys: List
     dropped += [k for k in handed_up if parent + k not in handed] if parent is not None else list(handed_up)
     return (f'{fmt}-format DaViT checkpoint: {len(kept)} tensors loaded into {where}'
             + (f'; classifier {handed} handed to the task head' if handed else '')
-            + (f'; {len(dropped)} without a place in this model dropped: {dropped[:6]}' if dropped else ''))
+            + (f'; {len(dropped)} without a place in this model dropped: {dropped[:6]}' if dropped else '')
+            + (f'; {fresh} not in the checkpoint: newly initialised' if fresh else ''))
 
 
 def checkpoint_filter_fn(state_dict, model):

@@ -33,7 +33,7 @@ from . import kernels
 from .padding import _pad_hw, _pad_image, _window_size
 from .convert import checkpoint_filter_fn  # noqa: F401  timm looks it up in the model's module
 
-__all__ = ['DaViT', 'arch_zoo', 'resolve_arch', 'IMAGENET_MEAN', 'IMAGENET_STD']
+__all__ = ['DaViT', 'arch_zoo', 'ARCH_OPTIONS', 'resolve_arch', 'IMAGENET_MEAN', 'IMAGENET_STD']
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,12 +46,24 @@ arch_zoo: Dict[str, dict] = {
     'large': dict(embed_dims=(192, 384, 768, 1536), depths=(1, 1, 9, 1), num_heads=(6, 12, 24, 48)),
     'huge': dict(embed_dims=(256, 512, 1024, 2048), depths=(1, 1, 9, 1), num_heads=(8, 16, 32, 64)),
     'giant': dict(embed_dims=(384, 768, 1536, 3072), depths=(1, 1, 12, 3), num_heads=(12, 24, 48, 96)),
+    # The official release's DaViT_large_window12_384 (ImageNet-22k, fine-tuned at 384x384): windows of 12.
+    'large_window12': dict(embed_dims=(192, 384, 768, 1536), depths=(1, 1, 9, 1), num_heads=(6, 12, 24, 48),
+                           window_size=12),
+    # Florence-2's vision towers (timm's suffix _fl): Florence-2-base is DaViT-B, Florence-2-large DaViT-H, both
+    # with windows of 12, 3x3 downsampling convs and channel attention v2 (see ChannelAttention).
+    'base_fl': dict(embed_dims=(128, 256, 512, 1024), depths=(1, 1, 9, 1), num_heads=(4, 8, 16, 32),
+                    window_size=12, down_kernel_size=3, channel_attn_v2=True),
+    'huge_fl': dict(embed_dims=(256, 512, 1024, 2048), depths=(1, 1, 9, 1), num_heads=(8, 16, 32, 64),
+                    window_size=12, down_kernel_size=3, channel_attn_v2=True),
 }
+# Options an arch may carry besides its size; DaViT's explicit arguments of the same names override them.
+ARCH_OPTIONS = dict(window_size=7, down_kernel_size=2, channel_attn_v2=False)
 _ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large', 'h': 'huge', 'g': 'giant'}
 
 
 def resolve_arch(arch: Union[str, dict]) -> dict:
-    """Returns the ``embed_dims/depths/num_heads`` dict for an arch name (or its first letter) or a custom dict."""
+    """Returns the ``embed_dims/depths/num_heads`` dict for an arch name (or its first letter) or a custom dict,
+    with the variant options (``ARCH_OPTIONS``: window size, downsample kernel, channel-attention v2) it sets."""
     if isinstance(arch, str):
         name = _ARCH_ALIASES.get(arch.lower(), arch.lower())
         if name not in arch_zoo:
@@ -61,6 +73,10 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
     missing = {'embed_dims', 'depths', 'num_heads'} - set(arch)
     if missing:
         raise ValueError(f'A custom DaViT arch dict needs the keys {sorted(missing)}.')
+    unknown = set(arch) - {'embed_dims', 'depths', 'num_heads'} - set(ARCH_OPTIONS)
+    if unknown:  # a misspelt option would otherwise be ignored silently
+        raise ValueError(f'A custom DaViT arch dict takes embed_dims, depths, num_heads and {sorted(ARCH_OPTIONS)}; '
+                         f'remove {sorted(unknown)}.')
     arch = dict(arch)
     if isinstance(arch['embed_dims'], int):  # mmpretrain style: one width, doubled per stage
         arch['embed_dims'] = tuple(arch['embed_dims'] * 2 ** i for i in range(len(arch['depths'])))
@@ -84,7 +100,13 @@ def _check_image_batch(x: torch.Tensor, in_chans: int) -> None:
         raise ValueError('DaViT expects images of shape (B, {}, H, W), got {}'.format(in_chans, list(x.shape)))
 
 
-for _fn in (_check_image_batch, _pad_hw, _pad_image, _window_size):
+def _token_scale(num_tokens: int) -> float:
+    """Channel attention v2's dynamic scale, ``N ** -0.5``: a Python float from the shape (an fx leaf, so that a
+    traced graph computes it from the input it is given rather than baking in the traced size)."""
+    return float(num_tokens) ** -0.5
+
+
+for _fn in (_check_image_batch, _pad_hw, _pad_image, _window_size, _token_scale):
     torch.fx.wrap(_fn.__name__)
 
 
@@ -136,16 +158,26 @@ class Stem(nn.Module):
 
 
 class Downsample(nn.Module):
-    """LayerNorm then 2x2 conv with stride 2: (B, H, W, C) -> (B, H/2, W/2, C'), sizes rounded up."""
+    """LayerNorm then a stride-2 conv: (B, H, W, C) -> (B, H/2, W/2, C'), sizes rounded up.
 
-    def __init__(self, in_dim: int, out_dim: int):
+    ``kernel_size`` 2 (the ECCV release): no padding, the map is zero-padded to even sizes first; 3 (Florence-2):
+    padding 1, which gives the same rounded-up sizes with no extra padding.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, kernel_size: int = 2):
         super().__init__()
+        if kernel_size not in (2, 3):
+            raise ValueError(f'down_kernel_size must be 2 (ECCV DaViT) or 3 (Florence-2), got {kernel_size}')
+        self.pad_even = kernel_size == 2
         self.norm = nn.LayerNorm(in_dim)
-        self.conv = nn.Conv2d(in_dim, out_dim, kernel_size=2, stride=2)
+        self.conv = nn.Conv2d(in_dim, out_dim, kernel_size=kernel_size, stride=2, padding=kernel_size // 2 if kernel_size == 3 else 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        if self.pad_even:
+            x = _pad_hw(x, 2, 2)
         # an NCHW conv on the permuted view, which is channels_last in memory: no copy either way
-        return self.conv(_pad_hw(self.norm(x), 2, 2).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
 class ConvPosEnc(nn.Module):
@@ -191,14 +223,20 @@ class WindowAttention(nn.Module):
 class ChannelAttention(nn.Module):
     """Channel group attention: each head attends over its channels, with all N tokens as the feature.
 
-    (B, N, C) -> (B, N, C). The official formula is ``softmax(scale * K^T V) Q^T`` with ``scale = head_dim ** -0.5``,
+    (B, N, C) -> (B, N, C). The ECCV formula is ``softmax(scale * K^T V) Q^T`` with ``scale = head_dim ** -0.5``,
     which is scaled-dot-product attention with query ``K^T``, key ``V^T`` and value ``Q^T``.
+
+    ``v2`` (Florence-2's DaViT): ``softmax(N ** -0.5 * Q^T K) V^T``, i.e. the usual roles of q, k, v, and a dynamic
+    scale from the token count N. N is the real (unpadded) number of tokens of the map: the channel block pads
+    nothing (only window attention pads, inside the spatial block), as in timm's ``ChannelAttentionV2``, so the same
+    image gives the same scale whatever the window size.
     """
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, v2: bool = False):
         super().__init__()
         self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
+        self.v2 = v2
+        self.scale = (dim // num_heads) ** -0.5  # v1's; v2 computes its own from N
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
@@ -206,8 +244,15 @@ class ChannelAttention(nn.Module):
         B, N, C = x.shape
         # (B, heads, head_dim, N) each: the token axis is the feature axis of this attention
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 4, 1).unbind(0)
-        x = F.scaled_dot_product_attention(k, v, q, scale=self.scale)
+        if self.v2:
+            x = F.scaled_dot_product_attention(q, k, v, scale=_token_scale(N))
+        else:
+            x = F.scaled_dot_product_attention(k, v, q, scale=self.scale)
         return self.proj(x.permute(0, 3, 1, 2).reshape(B, N, C))
+
+    def extra_repr(self) -> str:
+        return 'v2 (scale N ** -0.5)' if self.v2 else f'scale={self.scale:.4g}'
+
 
 
 class _SubBlock(nn.Module):
@@ -259,8 +304,8 @@ class ChannelBlock(_SubBlock):
     """Channel-attention sub-block: global over all tokens, linear in their number."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4., qkv_bias: bool = True,
-                 drop_path: float = 0.):
-        super().__init__(dim, ChannelAttention(dim, num_heads, qkv_bias), mlp_ratio, drop_path)
+                 drop_path: float = 0., channel_attn_v2: bool = False):
+        super().__init__(dim, ChannelAttention(dim, num_heads, qkv_bias, channel_attn_v2), mlp_ratio, drop_path)
 
     def attend(self, y: torch.Tensor) -> torch.Tensor:
         B, H, W, C = y.shape
@@ -271,11 +316,11 @@ class DualBlock(nn.Module):
     """A spatial block then a channel block: the unit the paper's depths count."""
 
     def __init__(self, dim: int, num_heads: int, window_size: int, mlp_ratio: float, qkv_bias: bool,
-                 drop_paths: Tuple[float, float], pad_small_map: bool = True):
+                 drop_paths: Tuple[float, float], pad_small_map: bool = True, channel_attn_v2: bool = False):
         super().__init__()
         self.spatial_block = SpatialBlock(dim, num_heads, window_size, mlp_ratio, qkv_bias, drop_paths[0],
                                           pad_small_map)
-        self.channel_block = ChannelBlock(dim, num_heads, mlp_ratio, qkv_bias, drop_paths[1])
+        self.channel_block = ChannelBlock(dim, num_heads, mlp_ratio, qkv_bias, drop_paths[1], channel_attn_v2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.channel_block(self.spatial_block(x))
@@ -286,12 +331,12 @@ class DaViTStage(nn.Module):
 
     def __init__(self, in_dim: Optional[int], dim: int, depth: int, num_heads: int, window_size: int,
                  mlp_ratio: float, qkv_bias: bool, drop_paths: Sequence[float], with_cp: bool = False,
-                 pad_small_map: bool = True):
+                 pad_small_map: bool = True, down_kernel_size: int = 2, channel_attn_v2: bool = False):
         super().__init__()
-        self.downsample = Downsample(in_dim, dim) if in_dim is not None else nn.Identity()
+        self.downsample = Downsample(in_dim, dim, down_kernel_size) if in_dim is not None else nn.Identity()
         self.blocks = nn.Sequential(*[
             DualBlock(dim, num_heads, window_size, mlp_ratio, qkv_bias, tuple(drop_paths[2 * i:2 * i + 2]),
-                      pad_small_map)
+                      pad_small_map, channel_attn_v2)
             for i in range(depth)])
         self.with_cp = with_cp
 
@@ -361,8 +406,10 @@ class DaViT(nn.Module):
     """DaViT classifier (timm's conventions) with the dense-task outputs of the detection/segmentation release.
 
     Args:
-        arch: 'tiny' | 'small' | 'base' | 'large' | 'huge' | 'giant' (or 't', 's', ...) or a dict with
-            ``embed_dims`` (4 ints, or one int doubled per stage), ``depths`` and ``num_heads``.
+        arch: 'tiny' | 'small' | 'base' | 'large' | 'huge' | 'giant' (or 't', 's', ...), 'large_window12' (the
+            official DaViT_large_window12_384), 'base_fl' | 'huge_fl' (Florence-2-base / -large's vision tower), or a
+            dict with ``embed_dims`` (4 ints, or one int doubled per stage), ``depths``, ``num_heads`` and optionally
+            the options below that an arch carries (``window_size``, ``down_kernel_size``, ``channel_attn_v2``).
         in_chans: input channels.
         num_classes: classes of the head's Linear; 0 leaves the pooled, normalised features (timm's convention).
         global_pool: 'avg' (the paper) or '' (no pooling: ``forward`` returns the normalised NCHW map).
@@ -373,7 +420,12 @@ class DaViT(nn.Module):
         out_after_downsample: ``forward_dense`` returns stage i's map after the next stage's downsample (mmpretrain's
             option; its ``norm{i}`` then has the next stage's width). The last stage has no downsample after it.
         patch_size: the stem's stride.
-        window_size, mlp_ratio, qkv_bias: as in the paper (7, 4, True); one value or one per stage.
+        window_size, mlp_ratio, qkv_bias: as in the paper (7, 4, True); one value or one per stage. None (the
+            default) for ``window_size``: the arch's (12 for the Florence-2 and window12 variants, else 7).
+        down_kernel_size: the downsampling convs' kernel: 2 (ECCV, no padding) or 3 (Florence-2, padding 1);
+            None: the arch's.
+        channel_attn_v2: Florence-2's channel attention (``softmax(Q^T K / sqrt(N)) V^T``, see
+            ``ChannelAttention``); None: the arch's.
         pad_small_map: True (the paper): maps smaller than a window are zero-padded up to it; False (mmpretrain's
             default): the window shrinks to the map. One value or one per stage.
         drop_rate: dropout before the head's Linear.
@@ -395,7 +447,9 @@ class DaViT(nn.Module):
                  out_indices: Sequence[int] = (),
                  out_after_downsample: bool = False,
                  patch_size: int = 4,
-                 window_size: Union[int, Sequence[int]] = 7,
+                 window_size: Union[int, Sequence[int], None] = None,
+                 down_kernel_size: Optional[int] = None,
+                 channel_attn_v2: Optional[bool] = None,
                  mlp_ratio: Union[float, Sequence[float]] = 4.,
                  qkv_bias: Union[bool, Sequence[bool]] = True,
                  pad_small_map: Union[bool, Sequence[bool]] = True,
@@ -420,6 +474,12 @@ class DaViT(nn.Module):
         self.num_classes = num_classes if with_head else 0
         self.with_head = with_head
         self.num_features = self.head_hidden_size = self.embed_dims[-1]
+        # explicit arguments win over what the arch carries, which wins over the ECCV defaults
+        window_size = arch.get('window_size', ARCH_OPTIONS['window_size']) if window_size is None else window_size
+        self.down_kernel_size = (arch.get('down_kernel_size', ARCH_OPTIONS['down_kernel_size'])
+                                 if down_kernel_size is None else down_kernel_size)
+        self.channel_attn_v2 = bool(arch.get('channel_attn_v2', ARCH_OPTIONS['channel_attn_v2'])
+                                    if channel_attn_v2 is None else channel_attn_v2)
         self.window_size = window_size
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
@@ -430,6 +490,8 @@ class DaViT(nn.Module):
 
         n = self.num_stages
         window_sizes, mlp_ratios = _per_stage(window_size, n, 'window_size'), _per_stage(mlp_ratio, n, 'mlp_ratio')
+        # a per-stage list may leave stages to the arch (mmpretrain's stage_cfgs setting only some of them)
+        window_sizes = [arch.get('window_size', ARCH_OPTIONS['window_size']) if w is None else w for w in window_sizes]
         qkv_biases, pad_small = _per_stage(qkv_bias, n, 'qkv_bias'), _per_stage(pad_small_map, n, 'pad_small_map')
         # linspace over every sub-block (2 per dual block), indexed 2 * block + (0 spatial | 1 channel); on the CPU
         # whatever device the model is built on (a meta tensor has no values to list)
@@ -441,7 +503,7 @@ class DaViT(nn.Module):
                 stages.append(DaViTStage(
                     self.embed_dims[i - 1] if i > 0 else None, self.embed_dims[i], depth, self.num_heads[i],
                     window_sizes[i], mlp_ratios[i], qkv_biases[i], dpr[offset:offset + 2 * depth], with_cp,
-                    pad_small[i]))
+                    pad_small[i], self.down_kernel_size, self.channel_attn_v2))
                 offset += 2 * depth
             self.stages = nn.Sequential(*stages)
             if with_head:
@@ -655,9 +717,9 @@ def _install_parent_hook() -> None:
 # ``pretrained=True`` (timm's published weights of the official release, through ``checkpoint_filter_fn``) all work.
 def _timm_cfg(hf_hub_id: str = '', **kwargs) -> dict:
     # crop_pct 0.875 (resize 256 -> crop 224) as the official release evaluated; timm's davit_* cfg says 0.95
-    return dict(url='', hf_hub_id=hf_hub_id or None, num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7),
-                crop_pct=0.875, interpolation='bicubic', mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                first_conv='stem.conv', classifier='head.fc', license='apache-2.0', **kwargs)
+    return dict(dict(url='', hf_hub_id=hf_hub_id or None, num_classes=1000, input_size=(3, 224, 224),
+                     pool_size=(7, 7), crop_pct=0.875, interpolation='bicubic', mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                     first_conv='stem.conv', classifier='head.fc', license='apache-2.0'), **kwargs)
 
 
 try:
@@ -673,6 +735,14 @@ if register_model is not None:
         'DaViT_large': _timm_cfg(),
         'DaViT_huge': _timm_cfg(),
         'DaViT_giant': _timm_cfg(),
+        # the official release's ImageNet-22k model fine-tuned at 384 (no timm-hosted copy: load the file)
+        'DaViT_large_window12_384': _timm_cfg(input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0),
+        # Florence-2's towers as timm's davit_*_fl: no classifier (num_classes=0), 768x768 as Florence-2 runs them;
+        # the hub file is the whole VLM, of which the converter takes the vision tower
+        'DaViT_base_fl.msft_florence2': _timm_cfg('microsoft/Florence-2-base', num_classes=0,
+                                                  input_size=(3, 768, 768), pool_size=(24, 24), crop_pct=1.0),
+        'DaViT_huge_fl.msft_florence2': _timm_cfg('microsoft/Florence-2-large', num_classes=0,
+                                                  input_size=(3, 768, 768), pool_size=(24, 24), crop_pct=1.0),
     })
 
     def _create_davit(variant: str, pretrained: bool = False, **kwargs) -> DaViT:
@@ -682,6 +752,10 @@ if register_model is not None:
         if {'embed_dims', 'depths', 'num_heads'} & set(kwargs):  # timm's davit spells the arch as three kwargs
             kwargs['arch'] = dict(resolve_arch(kwargs['arch']), **{k: kwargs.pop(k) for k in
                                                                   ('embed_dims', 'depths', 'num_heads') if k in kwargs})
+        if variant.endswith('_fl'):
+            # Florence-2's tower has no head norm: as timm's davit_*_fl, that one LayerNorm stays as initialised
+            # (identity), the load hook's log line names it; every other key is still checked
+            kwargs.setdefault('pretrained_strict', False)
         return build_model_with_cfg(DaViT, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
                                     feature_cfg=dict(out_indices=out_indices, feature_cls='getter'), **kwargs)
 
@@ -708,3 +782,16 @@ if register_model is not None:
     @register_model
     def DaViT_giant(pretrained: bool = False, **kwargs) -> DaViT:
         return _create_davit('DaViT_giant', pretrained, **dict(arch='giant', **kwargs))
+
+    @register_model
+    def DaViT_large_window12_384(pretrained: bool = False, **kwargs) -> DaViT:
+        return _create_davit('DaViT_large_window12_384', pretrained, **dict(arch='large_window12', **kwargs))
+
+    @register_model
+    def DaViT_base_fl(pretrained: bool = False, **kwargs) -> DaViT:
+        return _create_davit('DaViT_base_fl', pretrained, **dict(arch='base_fl', **kwargs))
+
+    @register_model
+    def DaViT_huge_fl(pretrained: bool = False, **kwargs) -> DaViT:
+        # Florence-2-large's tower (DaViT-H layout), as timm's davit_huge_fl
+        return _create_davit('DaViT_huge_fl', pretrained, **dict(arch='huge_fl', **kwargs))

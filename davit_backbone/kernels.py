@@ -141,7 +141,10 @@ def _channel_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if N < 4 * C:
         q, k, v = _linear(x, attn.qkv).view(B, N, 3, attn.num_heads, C // attn.num_heads).permute(2, 0, 3, 4, 1)\
             .unbind(0)
-        x = F.scaled_dot_product_attention(k, v, q, scale=attn.scale)  # (B, heads, head_dim, N)
+        if attn.v2:  # Florence-2: softmax(Q^T K / sqrt(N)) V^T, N the real token count as in the plain forward
+            x = F.scaled_dot_product_attention(q, k, v, scale=N ** -0.5)  # (B, heads, head_dim, N)
+        else:
+            x = F.scaled_dot_product_attention(k, v, q, scale=attn.scale)
         return _linear(x.permute(0, 3, 1, 2).reshape(B, N, C), attn.proj)
     # Many tokens per channel: SDPA needs (batch, head)-major copies of q, k, v and of its output, four passes over
     # the block's largest tensors. Computing qkv^T = W x^T with W's rows regrouped head-major ([head][q|k|v][dim])
@@ -156,8 +159,11 @@ def _channel_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
         b = attn.qkv.bias.view(3, h, d).transpose(0, 1).reshape(3 * C, 1)
         qkv = torch.baddbmm(b, w.expand(B, 3 * C, C), x.transpose(1, 2))
     q, k, v = qkv.view(B * h, 3, d, N).unbind(1)  # each (B * heads, head_dim, N)
-    weights = torch.bmm(k, v.transpose(1, 2)).mul_(attn.scale).softmax(dim=-1)  # (B * heads, head_dim, head_dim)
-    x = torch.bmm(weights, q).view(B, C, N)
+    # v1: softmax(scale K V^T) Q; v2 (Florence-2): softmax(N ** -0.5 Q K^T) V, the same two products
+    query, key, value = (q, k, v) if attn.v2 else (k, v, q)
+    scale = N ** -0.5 if attn.v2 else attn.scale
+    weights = torch.bmm(query, key.transpose(1, 2)).mul_(scale).softmax(dim=-1)  # (B * heads, head_dim, head_dim)
+    x = torch.bmm(weights, value).view(B, C, N)
     return torch.baddbmm(attn.proj.bias, x.transpose(1, 2), attn.proj.weight.t().expand(B, C, C))
 
 

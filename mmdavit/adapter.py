@@ -45,7 +45,9 @@ class DaViT(_DaViT, BaseModule):
     """DaViT backbone for mmdet / mmseg / mmpretrain.
 
     Args:
-        arch: 'tiny' ... 'giant' (or 't' ... 'g') or a dict with ``embed_dims``, ``depths``, ``num_heads``.
+        arch: 'tiny' ... 'giant' (or 't' ... 'g'), 'large_window12', 'base_fl' / 'huge_fl' (Florence-2's towers) or
+            a dict with ``embed_dims``, ``depths``, ``num_heads`` (and optionally ``window_size``,
+            ``down_kernel_size``, ``channel_attn_v2``).
         in_channels: input channels.
         out_indices: stages whose maps are returned (mmdet/mmseg: all four).
         out_type: ``'featmap'`` (default): a tuple of NCHW maps, each behind its LayerNorm ``norm{i}`` (the official
@@ -57,7 +59,8 @@ class DaViT(_DaViT, BaseModule):
         patch_size: the stem's stride (4).
         window_size, mlp_ratio (alias ``ffn_ratio``, mmpretrain's name), qkv_bias, pad_small_map: see
             ``davit_backbone.DaViT``; ``stage_cfgs`` (mmpretrain) sets ``window_size``, ``ffn_ratio``, ``qkv_bias``
-            or ``pad_small_map`` per stage.
+            or ``pad_small_map`` per stage. ``window_size`` None: the arch's (12 for the _fl and window12 archs, else 7).
+        down_kernel_size, channel_attn_v2: the Florence-2 options (see ``davit_backbone.DaViT``); None: the arch's.
         drop_path_rate: stochastic depth over all sub-blocks, as officially.
         norm_cfg: the output norms: ``dict(type='LN')`` (optionally with ``eps``) or None for none.
         frozen_stages: -1 none; 0 the stem; k >= 1 the stem, stages 0..k-1 and their output norms (mmdet's Swin
@@ -76,7 +79,9 @@ class DaViT(_DaViT, BaseModule):
                  out_type: str = 'featmap',
                  out_after_downsample: bool = False,
                  patch_size: int = 4,
-                 window_size: int = 7,
+                 window_size: Optional[int] = None,
+                 down_kernel_size: Optional[int] = None,
+                 channel_attn_v2: Optional[bool] = None,
                  mlp_ratio: float = 4.,
                  ffn_ratio: Optional[float] = None,
                  qkv_bias: bool = True,
@@ -108,7 +113,8 @@ class DaViT(_DaViT, BaseModule):
         _DaViT.__init__(self, arch=arch, in_chans=in_channels, num_classes=0, with_head=pre_logits,
                         out_indices=() if pre_logits else out_indices, out_after_downsample=out_after_downsample,
                         patch_size=patch_size, drop_path_rate=drop_path_rate, frozen_stages=frozen_stages,
-                        with_cp=with_cp, **options)
+                        with_cp=with_cp, down_kernel_size=down_kernel_size, channel_attn_v2=channel_attn_v2,
+                        **options)
         if out_type == 'raw' or norm_cfg is None:
             for i in self.out_indices:
                 setattr(self, f'norm{i}', nn.Identity())

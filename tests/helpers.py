@@ -109,6 +109,27 @@ def to_mmpretrain(sd):
     return out
 
 
+def to_florence2(sd):
+    """Our keys -> the Hugging Face Florence-2 layout: timm's ``_convert_florence2`` rules, inverted."""
+    import re
+    out = {}
+    for k, v in sd.items():
+        if k.startswith(('head.', 'norm')):
+            continue  # the released tower has neither
+        k = k.replace('stem.', 'convs.0.')
+        k = re.sub(r'^stages\.(\d+)\.downsample\.conv\.', r'convs.\1.proj.', k)
+        k = re.sub(r'^stages\.(\d+)\.downsample\.', r'convs.\1.', k)
+        k = k.replace('convs.0.conv.', 'convs.0.proj.')
+        k = re.sub(r'^stages\.(\d+)\.blocks\.', r'blocks.\1.', k)
+        attn = 'window_attn' if '.spatial_block.' in k else 'channel_attn'
+        for ours, theirs in (('.attn.', f'.{attn}.fn.'), ('.norm1.', f'.{attn}.norm.'), ('.norm2.', '.ffn.norm.'),
+                             ('.mlp.', '.ffn.fn.net.'), ('.cpe1.proj.', '.conv1.fn.dw.'),
+                             ('.cpe2.proj.', '.conv2.fn.dw.')):
+            k = k.replace(ours, theirs)
+        out['vision_tower.' + k] = v
+    return out
+
+
 def in_layout(sd, fmt):
     """Our state dict (a classifier's) written in another release's layout: 'official', 'timm', 'mmpretrain'
     (a whole ImageClassifier checkpoint) or 'ours'."""

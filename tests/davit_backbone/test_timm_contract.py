@@ -13,7 +13,7 @@ import davit_backbone  # noqa: F401  registers DaViT_* with timm
 from helpers import ROOT, run_tool
 
 TIMM_TESTS = os.path.join(ROOT, 'tests', 'third_party', 'timm')
-OURS = ('DaViT_tiny', 'DaViT_small', 'DaViT_base')
+OURS = ('DaViT_tiny', 'DaViT_small', 'DaViT_base', 'DaViT_base_fl')
 # they download weights from the Hugging Face hub, which this machine cannot reach
 HUB_TESTS = ('test_model_load_pretrained', 'test_model_features_pretrained')
 

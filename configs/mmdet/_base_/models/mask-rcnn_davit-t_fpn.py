@@ -9,7 +9,7 @@ model = dict(
         arch='tiny',
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.1,
-        window_size=7,
+        window_size=None,  # the arch's: 7, or 12 for the Florence-2 (_fl) and large_window12 archs
         with_cp=False,
         init_cfg=None),  # --cfg-options model.pretrained=PATH (or model.backbone.init_cfg.checkpoint) loads weights
     neck=dict(in_channels=[96, 192, 384, 768]))

@@ -12,7 +12,7 @@ model = dict(
         arch='tiny',
         out_indices=(1, 2, 3),
         drop_path_rate=0.1,
-        window_size=7,
+        window_size=None,  # the arch's: 7, or 12 for the Florence-2 (_fl) and large_window12 archs
         with_cp=False,
         init_cfg=None),
     neck=dict(in_channels=[192, 384, 768], start_level=0, add_extra_convs='on_input', num_outs=5))
