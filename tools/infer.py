@@ -115,7 +115,7 @@ def check_checkpoint_fits(model, obj, path, scope):
                       f'checkpoint, {tuple(own[k].shape)} in the model')
         else:
             detail = f'{len(missing)} of the model\'s weights missing, e.g. {missing[0]}'
-        raise ru.UserError(f'{path}: a checkpoint of another model than {scope} config\'s ({detail}); '
+        raise ru.UserError(f'{path} is a checkpoint of another model than this config\'s ({detail}); '
                            'pass the config it was trained with')
     from davit_backbone import CheckpointFormatError, convert_state_dict
     try:
@@ -167,7 +167,10 @@ class Task:
     inferencer's own visualizer)."""
 
     def __init__(self, cfg, ckpt_path, ckpt_obj, device, score_thr):
+        from mmengine.registry import init_default_scope
         self.cfg, self.score_thr = cfg, score_thr
+        # mmpretrain's inferencer builds its pipeline in whatever scope is current, not its own
+        init_default_scope(cfg.default_scope)
         self.inferencer = self.build(cfg, ckpt_path, device)
         self.model = self.inferencer.model
         self.classes = self.fix_classes(ckpt_obj)
@@ -217,7 +220,7 @@ class DetTask(Task):
     def scaled(self, pred, k):
         import torch.nn.functional as F
         pred = pred.clone()
-        inst = pred.pred_instances
+        inst = pred.pred_instances = pred.pred_instances.clone()  # clone() is shallow: keep the JSON's boxes
         inst.bboxes = inst.bboxes * k
         if 'masks' in inst:
             inst.masks = F.interpolate(inst.masks[:, None].float(), scale_factor=k, mode='nearest')[:, 0].bool()
