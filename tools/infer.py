@@ -122,21 +122,23 @@ def check_checkpoint_fits(model, obj, path, scope):
         ours, fmt = convert_state_dict(obj, return_format=True)
     except CheckpointFormatError as e:
         raise ru.UserError(f'{path}: neither a checkpoint of this model nor a DaViT checkpoint: {e}') from None
-    # A bare DaViT checkpoint (official, timm, mmpretrain, ours): the backbone must now hold its weights.
-    backbone = getattr(model, 'backbone', None)
-    bb = backbone.state_dict() if backbone is not None else {}
-    shared = [k for k in ours if k in bb]
-    if not shared or not all(torch.equal(bb[k].cpu(), ours[k].to(bb[k].dtype)) for k in shared
-                             if bb[k].shape == ours[k].shape):
-        raise ru.UserError(f'{path}: a DaViT backbone checkpoint ({fmt} format) that the {scope} inferencer did not '
-                           'load into the model; pass a checkpoint of the whole model (tools/train.py writes them)')
-    if any(ours[k].shape != bb[k].shape for k in shared):
-        k = next(k for k in shared if ours[k].shape != bb[k].shape)
+    # A bare DaViT checkpoint (official, timm, mmpretrain, ours): the task's loader must have put it into the
+    # backbone (and a classifier's Linear into the head), else the model is still random.
+    targets = {k: v for k, v in getattr(model, 'backbone', model).state_dict().items()}
+    head_fc = getattr(getattr(model, 'head', None), 'fc', None)
+    if head_fc is not None:
+        targets.update({f'head.fc.{k}': v for k, v in head_fc.state_dict().items()})
+    shared = [k for k in ours if k in targets]
+    other = [k for k in shared if ours[k].shape != targets[k].shape]
+    if other:
+        k = other[0]
         raise ru.UserError(f'{path}: DaViT weights of another size ({k}: {tuple(ours[k].shape)} in the checkpoint, '
-                           f'{tuple(bb[k].shape)} in the model); pass a config of the same arch')
-    head = 'the classifier\'s Linear' if any(k.startswith('head.fc.') for k in ours) else ''
-    if scope == 'mmpretrain' and head:
-        return f'note: {path} is a {fmt}-format DaViT classifier'
+                           f'{tuple(targets[k].shape)} in the model); pass a config of the same arch and classes')
+    if not shared or not all(torch.equal(targets[k].cpu(), ours[k].to(targets[k].dtype)) for k in shared):
+        raise ru.UserError(f'{path}: a DaViT checkpoint ({fmt} format) that the {scope} inferencer did not load into '
+                           'the model; pass a checkpoint of the whole model (tools/train.py writes them)')
+    if scope == 'mmpretrain' and any(k.startswith('head.fc.') for k in shared):
+        return f'note: {path} is a DaViT classifier in the {fmt} format'
     return (f'note: {path} holds DaViT backbone weights only ({fmt} format): the rest of the model is untrained, '
             'so its predictions mean nothing')
 
