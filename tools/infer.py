@@ -26,7 +26,7 @@ import _cli as ru  # tools/ is on sys.path as the script's folder
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 TOPK = 5
-VIS_MIN_SIZE = 384  # pictures of smaller images are drawn enlarged, so that labels stay legible
+VIS_MIN_SIZE = 512  # pictures of smaller images are drawn enlarged, so that labels stay legible
 
 
 def parse_args(argv=None):

@@ -71,7 +71,7 @@ def check_picture(out, entry, image):
     src = mmcv.imread(image, channel_order='rgb')
     # small images are drawn enlarged by a whole factor so that labels stay legible
     k = pic.shape[0] // src.shape[0]
-    assert min(pic.shape[:2]) >= 384 and pic.shape[:2] == (src.shape[0] * k, src.shape[1] * k)
+    assert min(pic.shape[:2]) >= 512 and pic.shape[:2] == (src.shape[0] * k, src.shape[1] * k)
     plain = mmcv.imrescale(src, k, interpolation='nearest')
     assert np.abs(pic.astype(int) - plain.astype(int)).mean() > 1, 'nothing was drawn on the picture'
 
