@@ -1,4 +1,5 @@
-# make demo : installs (first time ~15 min: mmcv compiles), then trains + evaluates the bundled toy job on CPU
+# make demo : installs (first time ~15 min: mmcv compiles), then trains + evaluates + draws the quick toy job on CPU
+# make demo-long : the 24-epoch toy Mask R-CNN job; make demo-seg : toy UPerNet
 # make test : installs, then runs the test suite
 # DAVIT_VENV=/path overrides where the environment lives (default .venv).
 # make wheelhouse WHEELHOUSE=DIR : collects the environment's packages into DIR (connected machine; README "Offline
@@ -16,7 +17,7 @@ WH_GLIBC ?=
 PY := $(DAVIT_VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env demo demo-det demo-seg test test-fast flops benchmark clean-env wheelhouse
+.PHONY: env demo demo-det demo-long demo-seg test test-fast flops benchmark clean-env wheelhouse
 
 env:
 	@bash tools/setup_env.sh
@@ -31,6 +32,9 @@ demo: env
 
 demo-det: env
 	@bash tools/demo.sh det
+
+demo-long: env
+	@bash tools/demo.sh det-long
 
 demo-seg: env
 	@bash tools/demo.sh seg

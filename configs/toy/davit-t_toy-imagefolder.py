@@ -2,6 +2,8 @@
 _base_ = '../mmcls/davit-tiny_8xb128_in1k.py'
 
 data_root = 'data/toy_imagenet'
+# ImageFolder order (sorted folder names); named here so that tools/infer.py has class names without the data
+metainfo = dict(classes=('circle', 'square', 'triangle'))
 data_preprocessor = dict(num_classes=3)  # mmpretrain one-hot-encodes labels (label smoothing) to this size
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -16,9 +18,9 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(batch_size=16, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
+                        dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
 val_dataloader = dict(batch_size=16, num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
+                      dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1,))
 test_evaluator = val_evaluator
