@@ -14,9 +14,32 @@ last_checkpoint() {  # mmengine writes the path of the newest checkpoint here
   cat "$1/last_checkpoint"
 }
 
+# With other jobs on the cores, torch's threads wait for each other: on 2 cores shared with other jobs a step of the
+# quick demo took 5-10 s with 2 threads and 1-1.7 s with one (README). So the demo uses only the cores that are idle
+# during the second before it trains, unless OMP_NUM_THREADS is set.
+threads_for_idle_cores() {
+  [ -n "${OMP_NUM_THREADS:-}" ] && return 0
+  local cores u1 n1 s1 i1 w1 q1 sq1 st1 u2 n2 s2 i2 w2 q2 sq2 st2 busy idle free
+  cores=$(nproc)
+  read -r _ u1 n1 s1 i1 w1 q1 sq1 st1 _ < /proc/stat || return 0
+  sleep 1
+  read -r _ u2 n2 s2 i2 w2 q2 sq2 st2 _ < /proc/stat || return 0
+  busy=$(( (u2 + n2 + s2 + q2 + sq2 + st2) - (u1 + n1 + s1 + q1 + sq1 + st1) ))
+  idle=$(( (i2 + w2) - (i1 + w1) ))
+  [ $((busy + idle)) -gt 0 ] || return 0
+  free=$(( (cores * idle + (busy + idle) / 2) / (busy + idle) ))  # idle cores, rounded
+  if [ "$free" -lt "$cores" ]; then
+    [ "$free" -ge 1 ] || free=1
+    echo "other jobs are using $((cores - free)) of $cores cores: training with $free thread(s)" \
+         "(set OMP_NUM_THREADS to choose)"
+    export OMP_NUM_THREADS=$free
+  fi
+}
+
 run_det() {
   local cfg=configs/toy/mask-rcnn_davit-t_toy-coco-quick.py wd="${DEMO_WORK_DIR:-work_dirs/demo}"
   "$PY" tools/make_toy_data.py coco data/toy_coco
+  threads_for_idle_cores
   local t0=$SECONDS
   # its last epoch ends with the COCO evaluation of the 16 validation images (bbox and segm mAP)
   # shellcheck disable=SC2086  # DEMO_TRAIN_ARGS is a list of arguments

@@ -20,9 +20,16 @@ import os.path as osp
 import sys
 import time
 
+import warnings
+
 import numpy as np
 
-import _cli as ru  # tools/ is on sys.path as the script's folder
+# noise that says nothing about the user's run: setuptools' notice on import, and the inferencers' visualizer
+# announcing that it has no save_dir (this tool writes the pictures itself)
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+warnings.filterwarnings('ignore', message='Failed to add <class')
+
+import _cli as ru  # noqa: E402  tools/ is on sys.path as the script's folder
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 TOPK = 5
@@ -252,7 +259,8 @@ class DetTask(Task):
         counts = {}
         for d in entry['instances']:
             counts[d['class']] = counts.get(d['class'], 0) + 1
-        return f'{len(entry["instances"])} objects' + (f' {dict(sorted(counts.items()))}' if counts else '')
+        n = len(entry['instances'])
+        return f'{n} object{"" if n == 1 else "s"}' + (f' {dict(sorted(counts.items()))}' if counts else '')
 
 
 class SegTask(Task):

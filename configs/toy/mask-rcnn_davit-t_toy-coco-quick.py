@@ -53,3 +53,5 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 default_hooks = dict(logger=dict(interval=8), checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+# seeded so that the README's figures are what a newcomer gets (unseeded runs: bbox mAP 0.87-0.90)
+randomness = dict(seed=0)
