@@ -83,19 +83,6 @@ def vis_names(images):
     return [(osp.basename(p) if stems.count(s) > 1 else s) + '.png' for p, s in zip(images, stems)]
 
 
-def read_checkpoint(path):
-    if not osp.isfile(path):
-        raise ru.UserError(f'checkpoint file not found: {path!r}')
-    from mmengine.runner.checkpoint import CheckpointLoader
-    try:
-        obj = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    except Exception as e:  # noqa: BLE001  torch.load fails in many ways on a file that is not a checkpoint
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ''
-        raise ru.UserError(f'cannot read checkpoint {path!r} ({type(e).__name__}: {msg}); '
-                           'pass a .pth written by tools/train.py') from None
-    return obj
-
-
 def _state_dict(obj):
     sd = obj.get('state_dict', obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict):
@@ -349,7 +336,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = ru.load_config(args.config, args.cfg_options, None)  # imports the config's custom_imports (DaViT)
     images = list_images(args.images)
-    ckpt = read_checkpoint(args.checkpoint)
+    ckpt = ru.read_checkpoint(args.checkpoint)  # weights_only with mmengine's classes allowed
     if osp.exists(args.out) and not osp.isdir(args.out):
         raise ru.UserError(f'--out {args.out!r} exists and is not a folder')
     scope = cfg.default_scope

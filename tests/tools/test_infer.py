@@ -207,7 +207,7 @@ def _bad_cases(tmp, ckpts, models):
         'undecodable image': ([det, ck, tmp / 'notimg.jpg'], 'cannot decode image'),
         'one broken image in a folder': ([det, ck, mixed], 'broken.png'),
         'missing checkpoint': ([det, tmp / 'nope.pth', good_img], 'checkpoint file not found'),
-        'unreadable checkpoint': ([det, tmp / 'garbage.pth', good_img], 'cannot read checkpoint'),
+        'unreadable checkpoint': ([det, tmp / 'garbage.pth', good_img], 'is incomplete or not a checkpoint'),
         'not a DaViT checkpoint': ([det, tmp / 'resnet.pth', good_img], 'not a DaViT checkpoint'),
         'another task\'s checkpoint': ([det, ckpts['seg'], good_img], 'another model'),
         'another config\'s checkpoint': ([det, tmp / 'det5.pth', good_img], 'roi_head.bbox_head.fc_cls.weight'),
