@@ -290,12 +290,12 @@ def adopt_state_dict(model, state_dict: dict, prefix: str, unexpected_keys: List
     state_dict.update((prefix + k, v) for k, v in kept.items())
     parent = prefix[:-len('backbone.')] if prefix.endswith('backbone.') else None
     handed = []
-    if parent is not None:
-        for k, v in handed_up.items():
-            if parent + k not in state_dict:
-                state_dict[parent + k] = v
-                handed.append(parent + k)
-    dropped += [k for k in handed_up if parent + k not in handed] if parent is not None else list(handed_up)
+    for k, v in handed_up.items():  # to the task head if there is one and the checkpoint has not filled it already
+        if parent is not None and parent + k not in state_dict:
+            state_dict[parent + k] = v
+            handed.append(parent + k)
+        else:
+            dropped.append(k)
     return (f'{fmt}-format DaViT checkpoint: {len(kept)} tensors loaded into {where}'
             + (f'; classifier {handed} handed to the task head' if handed else '')
             + (f'; {len(dropped)} without a place in this model dropped: {dropped[:6]}' if dropped else '')
