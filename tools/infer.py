@@ -153,9 +153,10 @@ def _dataset_meta_from_config(cfg):
         return {}
 
 
-def _has_dataset_meta(obj):
+def _saved_dataset_meta(obj):
     meta = obj.get('meta', {}) if isinstance(obj, dict) else {}
-    return isinstance(meta, dict) and bool(meta.get('dataset_meta', {}).get('classes'))
+    saved = meta.get('dataset_meta', {}) if isinstance(meta, dict) else {}
+    return {k.lower(): v for k, v in saved.items()} if isinstance(saved, dict) else {}
 
 
 class Task:
@@ -172,12 +173,26 @@ class Task:
         self.classes = self.fix_classes(ckpt_obj)
 
     def fix_classes(self, ckpt_obj):
-        meta = getattr(self.model, 'dataset_meta', None) or {}
-        if not _has_dataset_meta(ckpt_obj):  # the inferencers would fall back to COCO / Cityscapes / ImageNet names
-            meta = dict(meta, **{k: v for k, v in _dataset_meta_from_config(self.cfg).items()
-                                 if k in ('classes', 'palette')})
-            self.model.dataset_meta = meta
-        return list(meta.get('classes') or [])
+        """Class names: the checkpoint's dataset_meta (tools/train.py saves it), else the config's test set. Left
+        alone, the inferencers fall back to COCO / Cityscapes / ImageNet names, and mmpretrain's reads only its own
+        private copy of the meta."""
+        meta = dict(getattr(self.model, 'dataset_meta', None) or {})
+        config = _dataset_meta_from_config(self.cfg)
+        saved = _saved_dataset_meta(ckpt_obj)
+        if saved.get('classes'):
+            meta['classes'] = list(saved['classes'])
+            meta['palette'] = saved.get('palette') or meta.get('palette')
+        elif config.get('classes'):
+            meta.update(classes=list(config['classes']), palette=config.get('palette') or meta.get('palette'))
+        classes = list(meta.get('classes') or [])
+        palette = meta.get('palette')
+        if classes and (not isinstance(palette, (list, tuple)) or len(palette) != len(classes)):
+            palette = config.get('palette')  # e.g. the names came without colours: the config's, if they fit
+            if not isinstance(palette, (list, tuple)) or len(palette) != len(classes):
+                palette = np.random.RandomState(0).randint(0, 256, (len(classes), 3)).tolist()
+            meta['palette'] = [tuple(c) for c in palette]
+        self.model.dataset_meta = meta
+        return classes
 
     def class_name(self, label):
         return self.classes[label] if 0 <= label < len(self.classes) else str(label)
