@@ -15,8 +15,9 @@ model = dict(
     auxiliary_head=dict(in_channels=512))
 
 # Stage-wise learning-rate decay 0.8 on top of the base recipe (AdamW 6e-5, poly): early pre-trained stages move
-# least, the new heads and the newly initialised output norms at the full lr. The longest matching key wins in
-# mmengine, so the base recipe's 'norm' (no decay) key still covers the heads and backbone.norm{i}, not the stages.
+# least, the new heads and the newly initialised output norms at the full lr; no weight decay on norms named 'norm'
+# (mmseg's Swin recipe, for a fine-tune). The longest matching key wins in mmengine, so 'norm' covers the heads and
+# backbone.norm{i}; norms inside the stages take their stage's lr and keep weight decay.
 _decay = 0.8
 optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
     'norm': dict(decay_mult=0.),

@@ -1,11 +1,13 @@
-"""Every segmentation config builds and trains a step; the schedule is the paper's."""
+"""Every segmentation config builds and trains a step; schedule and test-time resizing are the release's."""
 import os
 
+import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, build_from_config, config_files
+from helpers import ROOT, build_from_config, config_files, drop_path_rates, learning_rates, weight_decay_of
 
+T_CONFIG = os.path.join(ROOT, 'configs/mmseg/upernet_davit-t_8xb2-160k_ade20k-512x512.py')
 CONFIGS = config_files('mmseg') + [os.path.join(ROOT, 'configs', 'upernet_davit_512x512_160k_ade20k.py')]
 
 
@@ -32,16 +34,42 @@ def test_config_builds_and_trains_a_step(path, seed):
     assert model.backbone.stem.conv.weight.grad is not None
 
 
-def test_schedule_as_paper():
+def test_schedule_is_the_releases(tmp_path):
+    """The learning rate of all 160k iterations and the weight decay of every parameter, as mmengine sets them from
+    the config, against the release's recipe (mmseg 0.x on mmcv 1.x) written out here: AdamW 6e-5, weight decay
+    0.01 on everything, poly decay (power 1, min 0) over 160k iterations times a linear warmup from 1e-6 over 1500;
+    8 GPUs x 2 images; drop path 0.3 for DaViT-T."""
+    cfg, model = build_from_config(T_CONFIG)
+    optimizer, lrs = learning_rates(cfg, model, batch_size=8 * cfg.train_dataloader.batch_size, iters_per_epoch=1,
+                                    work_dir=tmp_path)
+    it = np.arange(160000)
+    warmup = 1 - (1 - np.minimum(it, 1500) / 1500) * (1 - 1e-6)
+    expected = 6e-5 * (1 - it / 160000) * warmup
+    lrs = np.array(lrs)
+    assert lrs.shape == (160000, len(optimizer.param_groups))
+    # mmengine's LinearLR/PolyLR reach their end value at iteration end - 1, mmcv 1.x's at end: below 0.07% of the
+    # lr, or one poly step (6e-5 / 160k) near the end, apart
+    np.testing.assert_allclose(lrs, np.repeat(expected[:, None], lrs.shape[1], axis=1), rtol=1e-3, atol=6e-5 / 160000)
+    assert set(weight_decay_of(optimizer, model).values()) == {0.01}
+    assert max(drop_path_rates(model)) == pytest.approx(0.3)
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults['betas'] == (0.9, 0.999)
+
+
+@pytest.mark.parametrize('height,width', [(512, 683), (256, 256), (375, 500), (1200, 300), (900, 1600)])
+def test_aug_test_sizes_are_the_releases(height, width):
+    """--aug-test resizes as the release's mmseg 0.x MultiScaleFlipAug did: for each ratio r the image is fitted
+    into (2048 r, 512 r) keeping its aspect (mmcv's rescale rule), then used flipped and not."""
     from mmengine.config import Config
-    c = Config.fromfile(os.path.join(ROOT, 'configs/mmseg/upernet_davit-t_8xb2-160k_ade20k-512x512.py'))
-    opt = c.optim_wrapper.optimizer
-    assert (opt.type, opt.lr, tuple(opt.betas), opt.weight_decay) == ('AdamW', 6e-5, (0.9, 0.999), 0.01)
-    warm, poly = c.param_scheduler
-    assert (warm.type, warm.start_factor, warm.end) == ('LinearLR', 1e-6, 1500)
-    assert (poly.type, poly.power, poly.eta_min, poly.begin, poly.end) == ('PolyLR', 1.0, 0.0, 1500, 160000)
-    assert c.train_cfg.max_iters == 160000 and c.train_dataloader.batch_size == 2 and c.crop_size == (512, 512)
-    assert c.model.backbone.drop_path_rate == 0.3 and c.model.auxiliary_head.in_channels == 384
-    assert c.train_dataloader.dataset.data_root == 'data/ade/ADEChallengeData2016'
-    ratios = [t.scale_factor for t in c.tta_pipeline[1].transforms[0]]
-    assert ratios == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import TRANSFORMS
+    init_default_scope('mmseg')
+    tta = Config.fromfile(T_CONFIG).tta_pipeline[1]
+    resizes, flips = tta.transforms[0], tta.transforms[1]
+    shapes = [TRANSFORMS.build(t)(dict(img=np.zeros((height, width, 3), np.uint8)))['img'].shape[:2]
+              for t in resizes]
+    expected = []
+    for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75):
+        scale = min(int(2048 * r) / max(height, width), int(512 * r) / min(height, width))
+        expected.append((int(height * scale + 0.5), int(width * scale + 0.5)))
+    assert shapes == expected
+    assert sorted((f.prob, f.direction) for f in flips) == [(0.0, 'horizontal'), (1.0, 'horizontal')]

@@ -59,8 +59,8 @@ def test_single_scale_and_aug_test(trained, tmp_path):
     assert "'mIoU'" in r.stdout
     dumped = (tmp_path / 'ms' / 'upernet_davit-t_toy-ade.py').read_text()  # the config the Runner really ran
     assert "type='SegTTAModel'" in dumped and "type='TestTimeAug'" in dumped
-    for ratio in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75):
-        assert f'scale_factor={ratio}' in dumped
+    for ratio in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75):  # the toy set's test size (256, 128) times each ratio
+        assert f'scale=({int(256 * ratio)}, {int(128 * ratio)})' in dumped
     assert len(glob.glob(str(tmp_path / 'ms' / 'vis' / '**' / '*.png'), recursive=True)) >= 3
 
 
