@@ -1,10 +1,12 @@
 """Every detection config builds its model and trains a step on a small image (CPU)."""
 import os
+import re
 
+import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, build_from_config, config_files
+from helpers import ROOT, build_from_config, config_files, drop_path_rates, learning_rates, weight_decay_of
 
 CONFIGS = config_files('mmdet') + [os.path.join(ROOT, 'configs', n) for n in (
     'davit_retinanet_1x_coco.py', 'davit_retinanet_3x_coco.py', 'davit_maskrcnn_1x_coco.py',
@@ -38,15 +40,54 @@ def test_config_builds_and_trains_a_step(path, seed):
     assert model.backbone.stem.conv.weight.grad is not None
 
 
-def test_schedules_and_drop_path_as_specified():
-    from mmengine.config import Config
-    c1 = Config.fromfile(os.path.join(ROOT, 'configs/mmdet/mask-rcnn_davit-t_fpn_1x_coco.py'))
-    c3 = Config.fromfile(os.path.join(ROOT, 'configs/mmdet/retinanet_davit-t_fpn_3x_coco.py'))
-    assert c1.train_cfg.max_epochs == 12 and c1.param_scheduler[1].milestones == [8, 11]
-    assert c3.train_cfg.max_epochs == 36 and c3.param_scheduler[1].milestones == [27, 33]
-    assert c1.model.backbone.drop_path_rate == 0.1 and c3.model.backbone.drop_path_rate == 0.2
-    opt = c1.optim_wrapper.optimizer
-    assert (opt.type, opt.lr, tuple(opt.betas), opt.weight_decay) == ('AdamW', 1e-4, (0.9, 0.999), 0.05)
-    assert c1.auto_scale_lr == dict(enable=True, base_batch_size=16) and c1.train_dataloader.batch_size == 2
-    assert c1.data_root == 'data/coco/'
-    assert c3.model.backbone.out_indices == (1, 2, 3) and c3.model.neck.add_extra_convs == 'on_input'
+def release_lr(iteration, epoch, milestones):
+    """The release's mmdet 2.x schedule (mmcv 1.x): AdamW 1e-4 for 8 GPUs x 2 images, x0.1 at each milestone epoch,
+    times a linear warmup from 0.001 over the first 500 iterations."""
+    warmup = 1 - (1 - np.minimum(iteration, 500) / 500) * (1 - 0.001)
+    return 1e-4 * warmup * 0.1 ** (epoch[:, None] >= np.array(milestones)[None]).sum(1)
+
+
+@pytest.mark.parametrize('name,epochs,milestones,drop_path', [
+    ('mask-rcnn_davit-t_fpn_1x_coco.py', 12, (8, 11), 0.1),
+    ('retinanet_davit-t_fpn_3x_coco.py', 36, (27, 33), 0.2)])
+def test_schedule_is_the_releases(name, epochs, milestones, drop_path, tmp_path):
+    """Every iteration's learning rate as mmengine sets it from the config (600 iterations an epoch here), against
+    the release's schedule; weight decay 0.05 on every parameter (the release has no exceptions); a single process
+    with 2 images gets 2/16 of the lr (auto_scale_lr, the linear rule); the release's stochastic depth."""
+    cfg, model = build_from_config(os.path.join(ROOT, 'configs/mmdet', name))
+    per_gpu = cfg.train_dataloader.batch_size
+    optimizer, lrs = learning_rates(cfg, model, 8 * per_gpu, 600, tmp_path / '8x2')
+    it = np.arange(epochs * 600)
+    lrs = np.array(lrs)
+    assert lrs.shape == (len(it), 1)
+    # mmengine's LinearLR reaches 1 at iteration end - 1, mmcv 1.x's at end: 1/500 (0.2%) apart at most
+    np.testing.assert_allclose(lrs[:, 0], release_lr(it, it // 600, milestones), rtol=2.5e-3)
+    assert set(weight_decay_of(optimizer, model).values()) == {0.05}
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults['betas'] == (0.9, 0.999)
+    _, one_process = learning_rates(cfg, model, per_gpu, 600, tmp_path / '1x2')
+    np.testing.assert_allclose(np.array(one_process), lrs * per_gpu / 16, rtol=1e-12)
+    assert max(drop_path_rates(model)) == pytest.approx(drop_path)
+
+
+def test_florence_stagewise_lr():
+    """Florence-2 fine-tuning: each earlier backbone stage learns at 0.8 of the next one's rate (the stem at 0.8^5),
+    norms inside the stages included; FPN, heads and the new output norms at the full rate, output norms undecayed."""
+    from mmengine.optim import build_optim_wrapper
+    cfg, model = build_from_config(os.path.join(ROOT, 'configs/mmdet/mask-rcnn_davit-b-fl_fpn_1x_coco.py'),
+                                   **{'model.backbone.pretrained': None})
+    optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    lr = {id(p): g['lr'] for g in optimizer.param_groups for p in g['params']}
+    wd = weight_decay_of(optimizer, model)
+    for name, p in model.named_parameters():
+        parts = name.split('.')
+        if name.startswith('backbone.stem.'):
+            depth = 5
+        elif name.startswith('backbone.stages.'):
+            depth = 4 - int(parts[2])
+        else:
+            depth = 0
+        assert lr[id(p)] == pytest.approx(1e-4 * 0.8 ** depth), name
+        if re.match(r'backbone\.norm\d\.', name):
+            assert wd[name] == 0.0, name
+        else:
+            assert wd[name] == 0.05, name
