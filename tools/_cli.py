@@ -7,11 +7,17 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 from typing import Iterable, List, Optional
 
-import torch
-import torch.distributed as dist
-from mmengine.config import Config, DictAction
+# setuptools 80 warns each time mmengine, mmcv or openmim import pkg_resources (five times a run): nothing a user of
+# these tools can act on, and it buried the first lines of every log. requirements/build.txt pins setuptools<81,
+# under which pkg_resources still exists.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
 
 from davit_backbone.convert import CheckpointFormatError, convert_state_dict, detect_format, unwrap_state_dict
 from mmdavit.resume import ResumeError, check_resumable, find_resume_checkpoint, load_checkpoint_file, short_cause

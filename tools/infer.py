@@ -24,9 +24,8 @@ import warnings
 
 import numpy as np
 
-# noise that says nothing about the user's run: setuptools' notice on import, and the inferencers' visualizer
-# announcing that it has no save_dir (this tool writes the pictures itself)
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+# noise that says nothing about the user's run: the inferencers' visualizer announcing that it has no save_dir
+# (this tool writes the pictures itself); setuptools' notice is silenced in _cli for every tool
 warnings.filterwarnings('ignore', message='Failed to add <class')
 
 import _cli as ru  # noqa: E402  tools/ is on sys.path as the script's folder
