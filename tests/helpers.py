@@ -150,36 +150,6 @@ def saved_tensors(path):
 
 
 # ------------------------------------------------------------------------- what a config's schedule really does
-def learning_rates(cfg, model, batch_size, iters_per_epoch, work_dir):
-    """The learning rate of every parameter group at every training iteration, as mmengine's Runner would set it
-    for ``cfg`` trained on one process with ``batch_size`` images per step and ``iters_per_epoch`` steps an epoch.
-
-    The Runner builds the optimizer, applies ``auto_scale_lr`` and builds the schedulers (with the defaults it fills
-    in, e.g. a missing ``end`` or ``convert_to_iter_based``); mmengine's own ParamSchedulerHook steps them. Only the
-    forward/backward passes are left out, so 160k iterations take seconds. Returns (optimizer, lrs) with lrs[i] the
-    per-group learning rates used by iteration i."""
-    from mmengine.hooks import ParamSchedulerHook
-    from mmengine.runner import IterBasedTrainLoop, Runner
-    from torch.utils.data import DataLoader
-    runner = Runner(model=model, work_dir=str(work_dir), default_scope=cfg.default_scope,
-                    train_dataloader=DataLoader(range(batch_size * iters_per_epoch), batch_size=batch_size),
-                    train_cfg=cfg.train_cfg, optim_wrapper=cfg.optim_wrapper, param_scheduler=cfg.param_scheduler,
-                    auto_scale_lr=cfg.get('auto_scale_lr'))
-    # the first three steps of Runner.train(), in its order (scale_lr must come between the two builds)
-    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
-    runner.scale_lr(runner.optim_wrapper, runner.auto_scale_lr)
-    runner.param_schedulers = runner.build_param_scheduler(runner.param_schedulers)
-    groups = runner.optim_wrapper.optimizer.param_groups
-    hook, lrs = ParamSchedulerHook(), []
-    by_iter = isinstance(runner.train_loop, IterBasedTrainLoop)
-    for _ in range(1 if by_iter else runner.max_epochs):
-        for i in range(runner.max_iters if by_iter else iters_per_epoch):
-            lrs.append([g['lr'] for g in groups])
-            hook.after_train_iter(runner, i)
-        hook.after_train_epoch(runner)
-    return runner.optim_wrapper.optimizer, lrs
-
-
 def weight_decay_of(optimizer, model):
     """{parameter name: the weight decay the optimizer applies to it}."""
     decay = {id(p): g['weight_decay'] for g in optimizer.param_groups for p in g['params']}

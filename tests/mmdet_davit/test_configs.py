@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, build_from_config, config_files, drop_path_rates, learning_rates, weight_decay_of
+from helpers import ROOT, build_from_config, config_files, drop_path_rates, weight_decay_of
+from vis_scheduler import learning_rates
 
 CONFIGS = config_files('mmdet') + [os.path.join(ROOT, 'configs', n) for n in (
     'davit_retinanet_1x_coco.py', 'davit_retinanet_3x_coco.py', 'davit_maskrcnn_1x_coco.py',
@@ -56,16 +57,16 @@ def test_schedule_is_the_releases(name, epochs, milestones, drop_path, tmp_path)
     with 2 images gets 2/16 of the lr (auto_scale_lr, the linear rule); the release's stochastic depth."""
     cfg, model = build_from_config(os.path.join(ROOT, 'configs/mmdet', name))
     per_gpu = cfg.train_dataloader.batch_size
-    optimizer, lrs = learning_rates(cfg, model, 8 * per_gpu, 600, tmp_path / '8x2')
+    optimizer, curves = learning_rates(cfg, model, 8 * per_gpu, 600, tmp_path / '8x2')
     it = np.arange(epochs * 600)
-    lrs = np.array(lrs)
-    assert lrs.shape == (len(it), 1)
+    (lrs,) = curves.values()  # one rate for every parameter group
+    assert lrs.shape == it.shape
     # mmengine's LinearLR reaches 1 at iteration end - 1, mmcv 1.x's at end: 1/500 (0.2%) apart at most
-    np.testing.assert_allclose(lrs[:, 0], release_lr(it, it // 600, milestones), rtol=2.5e-3)
+    np.testing.assert_allclose(lrs, release_lr(it, it // 600, milestones), rtol=2.5e-3)
     assert set(weight_decay_of(optimizer, model).values()) == {0.05}
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults['betas'] == (0.9, 0.999)
     _, one_process = learning_rates(cfg, model, per_gpu, 600, tmp_path / '1x2')
-    np.testing.assert_allclose(np.array(one_process), lrs * per_gpu / 16, rtol=1e-12)
+    np.testing.assert_allclose(*one_process.values(), lrs * per_gpu / 16, rtol=1e-12)
     assert max(drop_path_rates(model)) == pytest.approx(drop_path)
 
 
