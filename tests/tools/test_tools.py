@@ -61,8 +61,24 @@ def _benchmark(tmp_path, *args):
     r = python_tool('tools/benchmark.py', '--warmup', '1', '--iters', '1', '--rounds', '1', '--out', str(out), *args)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(out.read_text().splitlines()[-1])
-    assert json.loads(r.stdout.strip().splitlines()[-1]) == result and 'ratio (ours / best reference)' in r.stdout
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == result
+    _table_says_what_json_says(r.stdout, result)
     return result
+
+
+def _table_says_what_json_says(stdout, result):
+    """Every row of the printed table (images/s, ours relative to the row, peak MiB) and the ratio line against the
+    JSON line printed after it: a reader of either sees the same measurement."""
+    rows = {m.group(1): m.groups()[1:] for m in re.finditer(
+        r'^(ours|timm|mmpretrain|swin)\s+([0-9.]+)\s+([0-9.]+)x\s+([0-9.]+|n/a)', stdout, re.M)}
+    models = [k for k in ('ours', 'timm', 'mmpretrain', 'swin') if k in result]
+    assert sorted(rows) == sorted(models), stdout
+    for name, (ips, rel, mem) in rows.items():
+        assert float(ips) == pytest.approx(result[name], abs=0.006)
+        assert float(rel) == pytest.approx(result['ours'] / result[name], abs=6e-4)
+        expected_mem = result['peak_mem_mib'][name]
+        assert mem == 'n/a' if expected_mem is None else float(mem) == pytest.approx(expected_mem, abs=0.06)
+    assert float(re.search(r'^ratio \(ours / best reference\): ([0-9.]+)$', stdout, re.M).group(1)) == result['ratio']
 
 
 def test_benchmark_classifier_and_dense_training_with_cp(tmp_path):
