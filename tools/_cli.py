@@ -197,6 +197,8 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     DDP without device ids.
     """
     cfg.launcher = launcher
+    if launcher == 'pytorch':
+        die_with_launcher()
     if launcher == 'none' or torch.cuda.is_available():
         return
     if launcher != 'pytorch':
@@ -209,6 +211,26 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     wrapper.setdefault('type', 'MMDistributedDataParallel')
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+
+
+def die_with_launcher() -> None:
+    """Makes this torchrun worker die when torchrun does.
+
+    torchrun starts each worker in a session of its own, so a SIGKILL to the launcher's process group (a scheduler's
+    ``kill -9``, ``timeout -s KILL``, a closed terminal's group) never reaches the workers: orphaned, they trained on
+    and wrote checkpoints into the work dir beside the run resumed there (or stalled in a collective, holding memory).
+    Linux's ``PR_SET_PDEATHSIG`` sends this process SIGKILL when its parent, torchrun, ends; elsewhere nothing changes.
+    """
+    if not sys.platform.startswith('linux'):
+        return
+    import ctypes
+    import signal
+    parent = os.getppid()
+    pr_set_pdeathsig = 1
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+        return
+    if os.getppid() != parent:  # torchrun ended before the request was made
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def build_runner(cfg: Config):

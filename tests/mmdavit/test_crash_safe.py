@@ -78,7 +78,35 @@ def train(cfg, wd, *args, gpus=None, port=None, **kill):
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)  # the whole group, as a scheduler does; it is our own child's
         proc.wait()
+    # torchrun starts each worker in a session of its own, out of reach of that kill: they must die with it, or they
+    # train on and write into the work dir beside the resumed run
+    left = _processes_naming(wd, within=20)
+    assert not left, f'still running after the launcher was killed: {left}'
     return proc.returncode, open(log_path).read()
+
+
+def _processes_naming(wd, within):
+    """Processes whose command line names ``wd``, if any remain after ``within`` seconds (then killed)."""
+    def find():
+        found = {}
+        for pid in filter(str.isdigit, os.listdir('/proc')):
+            try:
+                with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                    cmd = f.read().replace(b'\0', b' ').decode(errors='replace')
+            except OSError:  # gone meanwhile
+                continue
+            if str(wd) in cmd and int(pid) != os.getpid():
+                found[int(pid)] = cmd
+        return found
+    deadline = time.time() + within
+    while (left := find()) and time.time() < deadline:
+        time.sleep(0.2)
+    for pid in left:  # not to leave stalled ranks behind a failed test
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return left
 
 
 def _tail(path, n=3000):
@@ -96,8 +124,8 @@ def copy_run(src, dst):
 
 
 def weights(path):
-    import mmdavit  # noqa: F401  allow-list for mmengine's checkpoints
-    return torch.load(path, map_location='cpu', weights_only=True)['state_dict']
+    from mmdavit import load_checkpoint_file  # weights-only, mmengine's classes allowed (importing allows nothing)
+    return load_checkpoint_file(str(path))['state_dict']
 
 
 def assert_same_weights(a, b):
