@@ -8,6 +8,7 @@ CKPT may be a checkpoint written by tools/train.py, or a bare DaViT checkpoint i
 mmpretrain): it is converted and loaded into the backbone (and a classifier's Linear into the head).
 """
 import argparse
+import numbers
 import os
 
 import _cli as ru  # tools/ is on sys.path as the script's folder
@@ -95,7 +96,8 @@ def main():
         target = target.module  # the TTA wrapper holds the model as .module
     ru.load_model_checkpoint(target, args.checkpoint, logger=runner.logger, obj=ckpt)
     metrics = runner.test()
-    print({k: round(float(v), 4) if isinstance(v, (int, float)) else v for k, v in metrics.items()})
+    # numbers.Real takes numpy's scalars too: mmseg's are float32, which numpy 2 prints as np.float32(62.85)
+    print({k: round(float(v), 4) if isinstance(v, numbers.Real) else v for k, v in metrics.items()})
 
 
 if __name__ == '__main__':
