@@ -1,9 +1,10 @@
 # make demo : installs (first time ~15 min: mmcv compiles), then trains + evaluates + draws the quick toy job on CPU
 # make demo-long : the 24-epoch toy Mask R-CNN job; make demo-seg : toy UPerNet
 # make test : installs, then runs the test suite
+# make docs : installs, then builds the documentation site into site/ (mkdocs-material; warnings are errors)
 # DAVIT_VENV=/path overrides where the environment lives (default .venv).
-# make wheelhouse WHEELHOUSE=DIR : collects the environment's packages into DIR (connected machine; README "Offline
-#   install"); make env/test/demo WHEELHOUSE=DIR then install from DIR alone, with no network.
+# make wheelhouse WHEELHOUSE=DIR : collects the environment's packages into DIR (connected machine; docs/install.md,
+#   "Offline install"); make env/test/demo WHEELHOUSE=DIR then install from DIR alone, with no network.
 DAVIT_VENV ?= $(CURDIR)/.venv
 export DAVIT_VENV
 WHEELHOUSE ?=
@@ -17,7 +18,7 @@ WH_GLIBC ?=
 PY := $(DAVIT_VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env demo demo-det demo-long demo-seg test test-fast flops benchmark clean-env wheelhouse
+.PHONY: env demo demo-det demo-long demo-seg test test-fast docs flops benchmark clean-env wheelhouse
 
 env:
 	@bash tools/setup_env.sh
@@ -45,6 +46,10 @@ test: env
 # the suite without the multi-process and end-to-end training runs
 test-fast: env
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+# NO_MKDOCS_2_WARNING: mkdocs-material's end-of-life banner, printed on every build
+docs: env
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 benchmark: env
 	$(PY) tools/benchmark.py
