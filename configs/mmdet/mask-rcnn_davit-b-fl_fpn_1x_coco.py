@@ -1,5 +1,5 @@
 # Mask R-CNN 1x on Florence-2-base's vision tower (DaViT-B layout: windows of 12, 3x3 downsampling convs, channel
-# attention v2), initialised from the Florence-2 release. Get the file first (see README, "Florence-2"):
+# attention v2), initialised from the Florence-2 release. Get the file first (see docs/florence2.md):
 #   huggingface-cli download microsoft/Florence-2-base pytorch_model.bin --local-dir checkpoints/Florence-2-base
 # The whole VLM file is given as is: the loader takes `vision_tower.*`, drops the language model and projections
 # (recognised as Florence-2's), and reports the four output norms norm0..3 as newly initialised (the tower has none).

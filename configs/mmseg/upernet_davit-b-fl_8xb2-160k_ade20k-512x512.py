@@ -1,5 +1,5 @@
 # UPerNet 160k on Florence-2-base's vision tower (DaViT-B layout: windows of 12, 3x3 downsampling convs, channel
-# attention v2), initialised from the Florence-2 release. Get the file first (see README, "Florence-2"):
+# attention v2), initialised from the Florence-2 release. Get the file first (see docs/florence2.md):
 #   huggingface-cli download microsoft/Florence-2-base pytorch_model.bin --local-dir checkpoints/Florence-2-base
 # The loader takes `vision_tower.*` from the whole VLM file and reports norm0..3 as newly initialised.
 _base_ = './upernet_davit-t_8xb2-160k_ade20k-512x512.py'

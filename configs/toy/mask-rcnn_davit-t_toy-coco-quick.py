@@ -53,5 +53,5 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 default_hooks = dict(logger=dict(interval=8), checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
-# seeded so that the README's figures are what a newcomer gets (unseeded runs: bbox mAP 0.87-0.90)
+# seeded so that a newcomer gets the figures of docs/get_started.md (they still move with thread count and machine)
 randomness = dict(seed=0)

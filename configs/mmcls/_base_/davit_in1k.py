@@ -46,5 +46,5 @@ optim_wrapper = dict(
 auto_scale_lr = dict(base_batch_size=1024, enable=True)
 
 # mmdavit's CheckpointHook, same arguments as mmpretrain's: a kill at any moment leaves a complete checkpoint and a
-# last_checkpoint naming it; --resume restores the random generators too (README, Reliability)
+# last_checkpoint naming it; --resume restores the random generators too (docs/reliability.md)
 default_hooks = dict(checkpoint=dict(type='mmdavit.AtomicCheckpointHook'))

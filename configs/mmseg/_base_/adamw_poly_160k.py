@@ -14,5 +14,5 @@ param_scheduler = [
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 # mmdavit's CheckpointHook, same arguments as mmseg's (every 16k iterations): a kill at any moment leaves a complete
-# checkpoint and a last_checkpoint naming it; --resume restores the random generators too (README, Reliability)
+# checkpoint and a last_checkpoint naming it; --resume restores the random generators too (docs/reliability.md)
 default_hooks = dict(checkpoint=dict(type='mmdavit.AtomicCheckpointHook'))
