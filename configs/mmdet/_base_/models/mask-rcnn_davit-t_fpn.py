@@ -11,5 +11,5 @@ model = dict(
         drop_path_rate=0.1,
         window_size=None,  # the arch's: 7, or 12 for the Florence-2 (_fl) and large_window12 archs
         with_cp=False,
-        init_cfg=None),  # --cfg-options model.pretrained=PATH (or model.backbone.init_cfg.checkpoint) loads weights
+        init_cfg=None),  # --cfg-options model.pretrained=PATH (or model.backbone.pretrained=PATH) loads weights
     neck=dict(in_channels=[96, 192, 384, 768]))
