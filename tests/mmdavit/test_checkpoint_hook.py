@@ -104,7 +104,7 @@ def test_every_config_gets_the_atomic_hook_with_its_arguments(path):
 @pytest.mark.parametrize('path', config_files('mmseg') + config_files('mmcls'))
 def test_mmseg_and_mmcls_configs_name_it_for_other_tools(path):
     """mmseg's/mmpretrain's own tools/train.py build the hook the config names; mmdet's leaf configs list mmdet's
-    default_runtime beside our bases, so only tools/train.py swaps it there (README, Reliability)."""
+    default_runtime beside our bases, so only tools/train.py swaps it there (docs/reliability.md)."""
     from mmengine.config import Config
     from mmengine.registry import HOOKS, init_default_scope
     cfg = Config.fromfile(path)

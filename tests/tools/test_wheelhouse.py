@@ -1,6 +1,6 @@
 """The offline install's contracts that need no network and no compiler: tools/make_wheelhouse.sh's option checks and
 plan, and tools/setup_env.sh refusing a folder that is not a finished wheelhouse before it writes anything. The
-install from a real wheelhouse (minutes, several GB) is measured by hand; README "Offline install" has the figures."""
+install from a real wheelhouse (minutes, several GB) is measured by hand: docs/install.md, "Offline install"."""
 import os
 import re
 import sys
