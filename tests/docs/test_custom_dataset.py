@@ -58,7 +58,7 @@ def _toy(kind, out, *args):
 def _coco_set(tmp_path, classes):
     """The toy COCO shapes as the page's layout (annotations/{train,val}.json, train/, val/), the categories renamed
     to ``classes`` with ids that are neither 1-based nor contiguous (7, 42, ...), as users' files often have."""
-    raw = _toy('coco', tmp_path / 'raw_coco', '--n-train', '8', '--n-val', '4')
+    raw = _toy('coco', tmp_path / 'raw_coco', '--n-train', '4', '--n-val', '2')
     root = tmp_path / 'mycoco'
     (root / 'annotations').mkdir(parents=True)
     ids = [7 + 35 * k for k in range(len(classes))]
@@ -76,7 +76,7 @@ def _coco_set(tmp_path, classes):
 
 def _ade_set(tmp_path, classes):
     """The toy ADE set with its label values folded onto ``classes`` (value k + 1 = classes[k], 0 ignored)."""
-    raw = _toy('ade', tmp_path / 'raw_ade', '--n-train', '8', '--n-val', '3')
+    raw = _toy('ade', tmp_path / 'raw_ade', '--n-train', '4', '--n-val', '2')
     root = tmp_path / 'myade'
     shutil.copytree(raw, root)
     for png in (root / 'annotations').rglob('*.png'):
@@ -100,11 +100,12 @@ def test_detection_on_your_own_coco_format_set(tmp_path):
                                                                   'configs/toy/mask-rcnn_davit-t_toy-coco-quick.py'),
         'data/fruit/': _coco_set(tmp_path, classes),
         'checkpoints/davit_tiny.pth': _pretrained_backbone(tmp_path / 'davit_tiny.pth')})
-    # 8 images in batches of 4: 2 iterations, evaluated by tools/test.py only; score_thr 0 so that the barely
+    # 4 images in batches of 2: 2 iterations, evaluated by tools/test.py only; score_thr 0 so that the barely
     # trained model's boxes reach COCO's evaluator
     small = ['model.test_cfg.rcnn.score_thr=0.0', 'randomness.seed=0']
     log = _run('tools/train.py', cfg, '--work-dir', str(tmp_path / 'wd'), '--cfg-options', *small,
-               'train_cfg.max_epochs=1', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=1')
+               'train_dataloader.batch_size=2', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=2',
+               'default_hooks.checkpoint.interval=1')
     assert re.search(r'official-format DaViT checkpoint: \d+ tensors loaded', log), log[-3000:]
     ckpt = load_checkpoint_file(str(tmp_path / 'wd' / 'epoch_1.pth'))
     assert tuple(ckpt['meta']['dataset_meta']['classes']) == classes
@@ -126,8 +127,10 @@ def test_segmentation_on_your_own_ade_format_set(tmp_path):
                                                                               'configs/toy/upernet_davit-t_toy-ade.py'),
         'data/streets': _ade_set(tmp_path, classes),
         'checkpoints/davit_tiny.pth': _pretrained_backbone(tmp_path / 'davit_tiny.pth')})
+    # 2 iterations of 2 images; the iteration loop also validates at its end
     log = _run('tools/train.py', cfg, '--work-dir', str(tmp_path / 'wd'), '--cfg-options', 'param_scheduler=[]',
-               'train_cfg.max_iters=2', 'train_cfg.val_interval=4', 'default_hooks.checkpoint.interval=2')
+               'train_dataloader.batch_size=2', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+               'default_hooks.checkpoint.interval=2')
     assert re.search(r'official-format DaViT checkpoint: \d+ tensors loaded', log), log[-3000:]
     ckpt = load_checkpoint_file(str(tmp_path / 'wd' / 'iter_2.pth'))
     assert tuple(ckpt['meta']['dataset_meta']['classes']) == classes
