@@ -4,6 +4,7 @@ written, the CPU (gloo) distributed path, and one-line errors with exit code 2. 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import os.path as osp
 import sys
@@ -38,6 +39,12 @@ RESUME_LINE = 'resume-from: '
 # set by the launchers after their one validation, so that the workers do not load the checkpoint once more each
 PRECHECKED_ENV = 'MMDAVIT_PRECHECKED'
 ATOMIC_CHECKPOINT_HOOK = 'mmdavit.AtomicCheckpointHook'
+# Seconds a rank waits in a collective for the others (env_cfg.dist_cfg.timeout, mmengine's key) when the config sets
+# none: what bounds the wait for a node that hangs or is cut off, where a node that dies is noticed at once (its
+# sockets close). torch's defaults are 30 min for gloo and 10 min for NCCL; 10 min for both keeps NCCL's, which real
+# runs are known to fit: every other rank waits in a collective while rank 0 alone computes the COCO metrics or
+# writes a checkpoint, and that must not time out.
+DIST_TIMEOUT = 600
 
 
 def add_common_args(parser) -> None:
@@ -61,11 +68,23 @@ def load_config(path: str, cfg_options: Optional[dict], work_dir: Optional[str])
         raise UserError(f'{path}: default_scope must be one of {sorted(TOY_HINTS)}, got {scope!r}')
     _map_legacy_pretrained(cfg)
     _use_atomic_checkpoints(cfg)
+    dist_timeout(cfg)
     if work_dir:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def dist_timeout(cfg: Config) -> float:
+    """The collective timeout in seconds: env_cfg.dist_cfg.timeout, or DIST_TIMEOUT. A bad value fails in
+    load_config, so before the launchers start any worker."""
+    dist_cfg = (cfg.get('env_cfg') or {}).get('dist_cfg') or {}
+    value = dist_cfg.get('timeout', DIST_TIMEOUT)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise UserError(f'env_cfg.dist_cfg.timeout must be a number of seconds > 0, got {value!r} (e.g. '
+                        f'--cfg-options env_cfg.dist_cfg.timeout=120; default {DIST_TIMEOUT})')
+    return float(value)
 
 
 def _map_legacy_pretrained(cfg: Config) -> None:
@@ -199,14 +218,18 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     cfg.launcher = launcher
     if launcher == 'pytorch':
         die_with_launcher()
-    if launcher == 'none' or torch.cuda.is_available():
+    if launcher == 'none':
+        return
+    timeout = dist_timeout(cfg)
+    cfg.env_cfg = cfg.get('env_cfg') or {}
+    if torch.cuda.is_available():  # mmengine's init_dist creates the group, with dist_cfg's timeout in seconds
+        cfg.env_cfg['dist_cfg'] = dict(cfg.env_cfg.get('dist_cfg') or {}, timeout=timeout)
         return
     if launcher != 'pytorch':
         raise UserError(f'launcher {launcher!r} needs GPUs; on CPU use tools/dist_train.sh (torchrun, gloo)')
     if not dist.is_initialized():
-        dist.init_process_group(backend='gloo')
-    cfg.env_cfg = cfg.get('env_cfg', {})
-    cfg.env_cfg['dist_cfg'] = dict(backend='gloo')
+        dist.init_process_group(backend='gloo', timeout=datetime.timedelta(seconds=timeout))
+    cfg.env_cfg['dist_cfg'] = dict(backend='gloo', timeout=timeout)
     wrapper = dict(cfg.get('model_wrapper_cfg') or {})
     wrapper.setdefault('type', 'MMDistributedDataParallel')
     wrapper['device_ids'] = None
