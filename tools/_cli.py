@@ -1,15 +1,18 @@
 """Command-line plumbing shared by the scripts in tools/ (imported as ``_cli``: a script's own folder is on
 ``sys.path``): config loading with the original release's overrides, early checks that fail before anything is
-written, the CPU (gloo) distributed path, and one-line errors with exit code 2. Nothing here is library API."""
+written, the CPU (gloo) distributed path, and one-line errors: exit code 2 for bad input, 1 for a rank lost mid-run.
+Nothing here is library API."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import os.path as osp
+import re
 import sys
 import warnings
-from typing import Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional
 
 # setuptools 80 warns each time mmengine, mmcv or openmim import pkg_resources (five times a run): nothing a user of
 # these tools can act on, and it buried the first lines of every log. requirements/build.txt pins setuptools<81,
@@ -32,6 +35,11 @@ TOY_HINTS = {
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit code 2, nothing written."""
+
+
+class LostPeerError(Exception):
+    """Another rank of a distributed run died or stopped answering: printed as one line, exit code 1 (not bad input:
+    the same command, with --resume, is what to run again)."""
 
 
 # what `train.py --validate-only` prints on stdout for the launchers: the checkpoint every rank resumes from
@@ -256,6 +264,47 @@ def die_with_launcher() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+# gloo's and NCCL's errors when a peer's process ended (its sockets closed) or did not answer within the timeout;
+# only errors that name the communication library count (a DataLoader's timeout is no lost node)
+_COMM = re.compile(r'gloo|nccl|ProcessGroup|c10d', re.I)
+_PEER_GONE = re.compile(r'Connection (reset|closed) by peer|Broken pipe|Connection refused|remote process exited',
+                        re.I)
+
+
+@contextlib.contextmanager
+def lost_peers_as_one_line(what_to_do: Callable[[], str]):
+    """Turns the error a rank gets when another rank died or stopped answering (gloo's C++ message, under a
+    traceback through DDP or mmengine) into LostPeerError: one line saying which, and ``what_to_do()``."""
+    try:
+        yield
+    except RuntimeError as e:
+        text = str(e).strip()
+        if not (dist.is_initialized() and (isinstance(e, dist.DistError) or _COMM.search(text))):
+            raise
+        rank = dist.get_rank()
+        # gloo's message without its source path and its closing advice
+        detail = re.sub(r'^\[[^\]]*:\d+\] ', '', text.splitlines()[-1]).split('. This is typically')[0]
+        if _PEER_GONE.search(text):
+            why = f'rank {rank} lost its connection to another rank ({detail}): a node or process of this run ended'
+        else:
+            why = (f'rank {rank} got no answer from another rank ({detail}; the limit is env_cfg.dist_cfg.timeout): '
+                   'a node of this run hangs or is cut off')
+        raise LostPeerError(f'{why}. Once no node runs it any more (stop those that do), start it again on every '
+                            f'node; {what_to_do()}') from None
+
+
+def last_checkpoint_hint(work_dir: str) -> str:
+    """What --resume will continue from, as far as the work dir's last_checkpoint says (not loaded: this runs on the
+    way out of a failed run)."""
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    named = ''
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            named = f.read().strip()
+    where = f'the last complete checkpoint, {named}' if named else f'the start: {work_dir} holds no checkpoint yet'
+    return f'with --resume it continues from {where}'
+
+
 def build_runner(cfg: Config):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
@@ -322,6 +371,9 @@ def run_main(main) -> None:
     except (UserError, ResumeError) as e:  # ResumeError: from the checkpoint hook's own resume search
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
+    except LostPeerError as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)
     finally:  # also on UserError: the group goes before the exit
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

@@ -86,16 +86,17 @@ def main():
     if args.validate_only:
         return
     ru.setup_distributed(cfg, args.launcher)
-    runner = ru.build_runner(cfg)
-    if args.out:
-        from mmengine.evaluator import DumpResults
-        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    from mmengine.model import is_model_wrapper
-    target = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    if args.tta:
-        target = target.module  # the TTA wrapper holds the model as .module
-    ru.load_model_checkpoint(target, args.checkpoint, logger=runner.logger, obj=ckpt)
-    metrics = runner.test()
+    with ru.lost_peers_as_one_line(lambda: 'a test starts over (it writes no checkpoint)'):
+        runner = ru.build_runner(cfg)
+        if args.out:
+            from mmengine.evaluator import DumpResults
+            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        from mmengine.model import is_model_wrapper
+        target = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if args.tta:
+            target = target.module  # the TTA wrapper holds the model as .module
+        ru.load_model_checkpoint(target, args.checkpoint, logger=runner.logger, obj=ckpt)
+        metrics = runner.test()
     # numbers.Real takes numpy's scalars too: mmseg's are float32, which numpy 2 prints as np.float32(62.85)
     print({k: round(float(v), 4) if isinstance(v, numbers.Real) else v for k, v in metrics.items()})
 

@@ -49,10 +49,11 @@ def main():
         print(ru.RESUME_LINE + ((cfg.load_from or '') if cfg.get('resume') else ''))
         return
     ru.setup_distributed(cfg, args.launcher)
-    runner = ru.build_runner(cfg)
-    if resume_line:
-        runner.logger.info(resume_line)
-    runner.train()
+    with ru.lost_peers_as_one_line(lambda: ru.last_checkpoint_hint(cfg.work_dir)):
+        runner = ru.build_runner(cfg)
+        if resume_line:
+            runner.logger.info(resume_line)
+        runner.train()
 
 
 if __name__ == '__main__':
