@@ -100,13 +100,7 @@ def _check_image_batch(x: torch.Tensor, in_chans: int) -> None:
         raise ValueError('DaViT expects images of shape (B, {}, H, W), got {}'.format(in_chans, list(x.shape)))
 
 
-def _token_scale(num_tokens: int) -> float:
-    """Channel attention v2's dynamic scale, ``N ** -0.5``: a Python float from the shape (an fx leaf, so that a
-    traced graph computes it from the input it is given rather than baking in the traced size)."""
-    return float(num_tokens) ** -0.5
-
-
-for _fn in (_check_image_batch, _pad_hw, _pad_image, _window_size, _token_scale):
+for _fn in (_check_image_batch, _pad_hw, _pad_image, _window_size):
     torch.fx.wrap(_fn.__name__)
 
 
@@ -245,7 +239,10 @@ class ChannelAttention(nn.Module):
         # (B, heads, head_dim, N) each: the token axis is the feature axis of this attention
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 4, 1).unbind(0)
         if self.v2:
-            x = F.scaled_dot_product_attention(q, k, v, scale=_token_scale(N))
+            # the scale multiplies q, as in timm's ChannelAttentionV2, rather than going in as SDPA's ``scale``:
+            # that must be a Python float, which a tracer bakes in at the traced N (and torch.export specialises)
+            scale = torch.scalar_tensor(N, dtype=q.dtype, device=q.device).rsqrt()
+            x = F.scaled_dot_product_attention(q * scale, k, v, scale=1.0)
         else:
             x = F.scaled_dot_product_attention(k, v, q, scale=self.scale)
         return self.proj(x.permute(0, 3, 1, 2).reshape(B, N, C))
