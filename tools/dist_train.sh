@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bash tools/dist_train.sh CONFIG GPUS [train.py args]; multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT.
+# bash tools/dist_train.sh CONFIG GPUS [train.py args]; multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT (and
+# RDZV_TIMEOUT), see docs/distributed.md.
 # Without CUDA the GPUS processes run on CPU with the gloo backend.
 set -euo pipefail
 if [[ $# -lt 2 || ! ${2} =~ ^[1-9][0-9]*$ ]]; then
