@@ -238,13 +238,15 @@ class ChannelAttention(nn.Module):
         B, N, C = x.shape
         # (B, heads, head_dim, N) each: the token axis is the feature axis of this attention
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 4, 1).unbind(0)
+        # The scale multiplies the query, as in timm's ChannelAttention(V2), and SDPA's own ``scale`` is 1: v2's
+        # depends on N, and SDPA's argument must be a Python float, which a tracer bakes in at the traced N (and
+        # torch.export specialises); and mmdeploy 1.3's rewrite of SDPA divides by ``scale`` where torch
+        # multiplies, which 1 survives.
         if self.v2:
-            # the scale multiplies q, as in timm's ChannelAttentionV2, rather than going in as SDPA's ``scale``:
-            # that must be a Python float, which a tracer bakes in at the traced N (and torch.export specialises)
-            scale = torch.scalar_tensor(N, dtype=q.dtype, device=q.device).rsqrt()
-            x = F.scaled_dot_product_attention(q * scale, k, v, scale=1.0)
+            x = F.scaled_dot_product_attention(q * torch.scalar_tensor(N, dtype=q.dtype, device=q.device).rsqrt(),
+                                               k, v, scale=1.0)
         else:
-            x = F.scaled_dot_product_attention(k, v, q, scale=self.scale)
+            x = F.scaled_dot_product_attention(k * self.scale, v, q, scale=1.0)
         return self.proj(x.permute(0, 3, 1, 2).reshape(B, N, C))
 
     def extra_repr(self) -> str:
