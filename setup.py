@@ -59,7 +59,8 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.9',
-    packages=find_packages(include=['davit_backbone*', 'mmcls_davit*', 'mmdet_davit*', 'mmseg_davit*', 'mmdavit*']),
+    packages=find_packages(include=['davit_backbone*', 'davit_deploy*', 'mmcls_davit*', 'mmdet_davit*',
+                                    'mmseg_davit*', 'mmdavit*']),
     include_package_data=True,
     package_data={'mmdavit': ['.mim/model-index.yml', '.mim/configs/**/*.py', '.mim/tools/*']},
     install_requires=['torch>=2.0'],
@@ -67,6 +68,8 @@ setup(
         'mim': parse_requirements('requirements/mminstall.txt'),
         'all': parse_requirements('requirements/mminstall.txt') + parse_requirements('requirements/optional.txt'),
         'tests': parse_requirements('requirements/tests.txt'),
+        # running a tools/deploy.py folder (davit_deploy): no torch, no OpenMMLab
+        'deploy': parse_requirements('requirements/deploy.txt'),
     },
     zip_safe=False,
 )

@@ -2,6 +2,8 @@
 """Runs a trained model on your own images, any task (the config's default_scope picks mmdet, mmseg or mmpretrain).
 
     python tools/infer.py CONFIG CKPT IMAGE_OR_DIR --out DIR [--score-thr 0.3] [--device cpu]
+    python tools/infer.py DEPLOYED_DIR IMAGE_OR_DIR --out DIR [--device cpu|cuda] [--threads N]
+                                      # a tools/deploy.py folder: onnxruntime only (davit_deploy/infer.py)
 
 Writes, for every image (a file, or the images directly inside a folder):
   DIR/vis/<image name without extension>.png   detection: boxes + masks with class and score; segmentation: the
@@ -21,6 +23,12 @@ import sys
 import time
 
 import warnings
+
+if __name__ == '__main__' and len(sys.argv) > 1 and osp.isfile(osp.join(sys.argv[1], 'deploy.json')):
+    # a deployed folder: onnxruntime, numpy and OpenCV alone (davit_deploy), before torch or OpenMMLab is imported
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    from davit_deploy.infer import run
+    sys.exit(run(sys.argv[1:]))
 
 import numpy as np
 

@@ -153,7 +153,8 @@ else
 fi
 "${PIP[@]}" --no-deps --force-reinstall "$WHEEL"
 # mmcv's own runtime deps (addict, yapf, ...) without letting pip rebuild it:
-"${PIP[@]}" -r "$ROOT/requirements/mminstall.txt" -r "$ROOT/requirements/optional.txt" -r "$ROOT/requirements/tests.txt" \
+"${PIP[@]}" -r "$ROOT/requirements/mminstall.txt" -r "$ROOT/requirements/optional.txt" -r "$ROOT/requirements/deploy.txt" \
+  -r "$ROOT/requirements/tests.txt" \
   -c "$RUNTIME_REQ" -c "$ROOT/requirements/build.txt" --find-links "$WHEEL_DIR"
 # Editable install the way OpenMMLab projects (and `mim install -e .`) do it: a legacy `setup.py develop` egg-link,
 # so the distribution's location is the repo and mim finds mmdavit/.mim (configs, tools, model-index.yml).

@@ -52,12 +52,19 @@ def _commands(text):
 
 
 def _script_text(script):
-    """The script's own text plus the tools/ modules it imports (train.py takes its common options from _cli)."""
+    """The script's own text plus the modules it imports from tools/ (train.py takes its common options from _cli)
+    and the package modules whose parsers it hands its arguments to (infer.py: davit_deploy.infer for a deployed
+    folder)."""
     with open(os.path.join(ROOT, 'tools', script)) as f:
         text = f.read()
     for mod in set(re.findall(r'^\s*(?:import|from)\s+(\w+)', text, re.M)):
         if os.path.isfile(os.path.join(ROOT, 'tools', mod + '.py')):
             with open(os.path.join(ROOT, 'tools', mod + '.py')) as f:
+                text += f.read()
+    for pkg, mod in set(re.findall(r'^\s*from\s+(davit_\w+)\.(\w+)\s+import', text, re.M)):
+        path = os.path.join(ROOT, pkg, mod + '.py')
+        if os.path.isfile(path):
+            with open(path) as f:
                 text += f.read()
     return text
 

@@ -1,0 +1,109 @@
+"""``tools/infer.py DIR IMAGE_OR_DIR --out OUT`` for a deployed folder: the same ``vis/*.png`` and
+``predictions.json`` schema as the PyTorch path, from onnxruntime alone."""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+import time
+
+import cv2
+import numpy as np
+
+from . import draw, rle
+from .model import DeployedModel, DeployedModelError, read_image
+
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog='tools/infer.py', description='Run a deployed DaViT model (tools/deploy.py '
+                                'output) with onnxruntime on images')
+    p.add_argument('deployed', metavar='DIR', help='folder written by tools/deploy.py (model.onnx, deploy.json)')
+    p.add_argument('images', metavar='IMAGE_OR_DIR', help='an image, or a folder of images (not recursive)')
+    p.add_argument('--out', required=True, help='output folder (vis/ and predictions.json go there)')
+    p.add_argument('--device', default='cpu', help="onnxruntime's device: cpu (default) or cuda")
+    p.add_argument('--threads', type=int, default=0, help="onnxruntime's threads (default: its own choice)")
+    return p.parse_args(argv)
+
+
+def list_images(path):
+    if osp.isdir(path):
+        names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTS) and osp.isfile(osp.join(path, n)))
+        if not names:
+            raise DeployedModelError(f'no images ({", ".join(IMAGE_EXTS)}) directly inside the folder {path!r}')
+        return [osp.join(path, n) for n in names]
+    if osp.isfile(path):
+        return [path]
+    raise DeployedModelError(f'image or folder not found: {path!r}')
+
+
+def vis_names(images):
+    stems = [osp.splitext(osp.basename(p))[0] for p in images]
+    return [(osp.basename(p) if stems.count(s) > 1 else s) + '.png' for p, s in zip(images, stems)]
+
+
+def to_json(model, pred):
+    if model.task == 'mmpretrain':
+        return dict(top5=[{'label': i, 'class': model.class_name(i), 'score': round(s, 4)} for i, s in pred['top']])
+    seg, out = pred['seg_map'], []
+    for label in np.unique(seg):
+        m = seg == label
+        out.append({'label': int(label), 'class': model.class_name(int(label)), 'pixels': int(m.sum()),
+                    'fraction': round(float(m.mean()), 4), 'mask_rle': rle.encode(m)})
+    return dict(segments=sorted(out, key=lambda d: -d['pixels']))
+
+
+def summary(model, entry):
+    if model.task == 'mmpretrain':
+        d = entry['top5'][0]
+        return f'{d["class"]} ({d["score"]:.3f})'
+    return ', '.join(f'{d["class"]} {100 * d["fraction"]:.1f}%' for d in entry['segments'])
+
+
+def picture(model, img, pred):
+    if model.task == 'mmpretrain':
+        return draw.classification(img, pred['top'], model.classes)
+    palette = model.meta.get('palette') or np.random.RandomState(0).randint(0, 256, (len(model.classes), 3)).tolist()
+    return draw.segmentation(img, pred['seg_map'], model.classes, palette)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    images = list_images(args.images)
+    if osp.exists(args.out) and not osp.isdir(args.out):
+        raise DeployedModelError(f'--out {args.out!r} exists and is not a folder')
+    t0 = time.time()
+    model = DeployedModel(args.deployed, threads=args.threads, device=args.device)
+    for p in images:  # each image decoded and sized before anything is written (then dropped: folders are large)
+        model.preprocess(read_image(p), p)
+    source = model.meta.get('source', {})
+    print(f'{model.task} model deployed in {args.deployed} ({source.get("exporter", "?")} export of '
+          f'{source.get("config", "?")}; {time.time() - t0:.1f} s); {len(images)} image(s)')
+    vis_dir = osp.join(args.out, 'vis')
+    os.makedirs(vis_dir, exist_ok=True)
+    entries = []
+    for n, (path, name) in enumerate(zip(images, vis_names(images)), 1):
+        img = read_image(path)
+        pred = model.predict(img)
+        cv2.imwrite(osp.join(vis_dir, name), picture(model, img, pred))
+        entry = dict(image=path, vis=osp.join('vis', name), height=pred['height'], width=pred['width'],
+                     **to_json(model, pred))
+        entries.append(entry)
+        print(f'[{n}/{len(images)}] {path}: {summary(model, entry)}')
+    result = dict(task=model.task, config=source.get('config'), checkpoint=source.get('checkpoint'),
+                  deployed=args.deployed, classes=model.classes, images=entries)
+    tmp = osp.join(args.out, 'predictions.json.tmp')
+    with open(tmp, 'w') as f:
+        json.dump(result, f, indent=1)
+    os.replace(tmp, osp.join(args.out, 'predictions.json'))
+    print(f'pictures: {vis_dir}/  predictions: {osp.join(args.out, "predictions.json")}')
+    return 0
+
+
+def run(argv=None) -> int:
+    try:
+        return main(argv)
+    except DeployedModelError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2

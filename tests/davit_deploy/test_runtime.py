@@ -1,0 +1,64 @@
+"""davit_deploy's numpy/OpenCV re-implementations against the libraries they stand in for: pycocotools' RLE, and
+mmcv's / mmpretrain's test-time transforms (same rounding, same interpolation, the same pixels)."""
+import numpy as np
+import pytest
+
+from davit_deploy import rle
+from davit_deploy.preprocess import apply_step, preprocess
+
+
+@pytest.mark.parametrize('shape,kind', [((7, 5), 'random'), ((64, 96), 'random'), ((3, 4), 'zeros'),
+                                        ((3, 4), 'ones'), ((33, 17), 'first-on')])
+def test_rle_matches_pycocotools(shape, kind):
+    from pycocotools import mask as mask_utils
+    rng = np.random.RandomState(sum(shape))
+    m = {'random': lambda: rng.rand(*shape) > 0.6, 'zeros': lambda: np.zeros(shape, bool),
+         'ones': lambda: np.ones(shape, bool),
+         'first-on': lambda: np.pad(np.ones((5, 5), bool), ((0, shape[0] - 5), (0, shape[1] - 5)))}[kind]()
+    ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+    ours = rle.encode(m)
+    assert ours == dict(size=[int(s) for s in ref['size']], counts=ref['counts'].decode())
+    assert (mask_utils.decode(dict(size=ours['size'], counts=ours['counts'].encode())) == m).all()
+
+
+@pytest.fixture
+def image():
+    return np.random.RandomState(0).randint(0, 256, (97, 131, 3)).astype(np.uint8)
+
+
+@pytest.mark.parametrize('cfg', [dict(type='Resize', scale=(256, 128), keep_ratio=True),
+                                 dict(type='Resize', scale=(64, 80), keep_ratio=False),
+                                 dict(type='Resize', scale=(2048, 512), keep_ratio=True)])
+def test_resize_as_mmcv(image, cfg):
+    from mmcv.transforms import Resize
+    from mmdavit.deploy import _resize_step
+    ref = Resize(**{k: v for k, v in cfg.items() if k != 'type'})(dict(img=image.copy()))['img']
+    assert np.array_equal(apply_step(image, _resize_step(cfg)), ref)
+
+
+@pytest.mark.parametrize('edge', ['short', 'long'])
+@pytest.mark.parametrize('backend,interp', [('pillow', 'bicubic'), ('cv2', 'bilinear')])
+def test_resize_edge_and_center_crop_as_mmpretrain(image, edge, backend, interp):
+    from mmcv.transforms import CenterCrop
+    from mmpretrain.datasets.transforms import ResizeEdge
+    from mmdavit.deploy import _resize_step
+    cfg = dict(type='ResizeEdge', scale=73, edge=edge, backend=backend, interpolation=interp)
+    ref = ResizeEdge(**{k: v for k, v in cfg.items() if k != 'type'})(dict(img=image.copy()))['img']
+    ours = apply_step(image, _resize_step(cfg))
+    assert np.array_equal(ours, ref)
+    crop = dict(type='CenterCrop', crop_size=(64, 50))
+    assert np.array_equal(apply_step(ours, _resize_step(crop)), CenterCrop(crop_size=(64, 50))(dict(img=ref))['img'])
+
+
+def test_normalise_and_pad_as_the_data_preprocessors(image):
+    import torch
+    from mmseg.models.data_preprocessor import SegDataPreProcessor
+    mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+    pre = SegDataPreProcessor(mean=mean, std=std, bgr_to_rgb=True, test_cfg=dict(size_divisor=32))
+    from mmseg.structures import SegDataSample
+    ref = pre(dict(inputs=[torch.from_numpy(image).permute(2, 0, 1).contiguous()], data_samples=[SegDataSample()]),
+              training=False)['inputs']
+    recipe = dict(pipeline=[], to_rgb=True, mean=mean, std=std, pad=dict(size=None, size_divisor=32, value=0.))
+    x, (h, w) = preprocess(image, recipe)
+    assert (h, w) == image.shape[:2] and x.shape == tuple(ref.shape) == (1, 3, 128, 160)
+    assert np.abs(x - ref.numpy()).max() < 1e-5

@@ -1,0 +1,185 @@
+"""tools/deploy.py and tools/infer.py DIR end to end: export the toy classifier and segmenter, run the folder with
+onnxruntime in a process where torch and OpenMMLab cannot be imported, and compare its predictions.json with the
+PyTorch path's on the same images (the toy images, and copies at other sizes, which the pipeline resizes); then the
+bad inputs: one line, exit 2, nothing written.
+
+The checkpoints are seeded random-weight models (what is checked is that both paths compute the same thing); the
+agreement on trained models is in docs/deployment.md.
+"""
+import glob
+import json
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from helpers import build_from_config, python_tool, toy_data
+
+pytest.importorskip('onnxruntime')
+
+CONFIGS = {'seg': 'configs/toy/upernet_davit-t_toy-ade.py', 'cls': 'configs/toy/davit-t_toy-imagefolder.py'}
+# the test's own names, so that names visibly travel from the checkpoint into the deployed folder
+CLASSES = {'seg': ['sky', 'disc', 'box', 'wedge'], 'cls': ['disc', 'box', 'wedge']}
+BLOCKED = ('torch', 'torchvision', 'mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain', 'timm', 'davit_backbone',
+           'mmdavit')
+
+
+def tool(name, *args):
+    module = __import__(name)  # tools/ is on sys.path (conftest)
+    return module.main([str(a) for a in args])
+
+
+@pytest.fixture(scope='module')
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp('deploy')
+
+
+@pytest.fixture(scope='module')
+def images(work):
+    """Per task: the toy validation images, plus two copies at sizes the pipelines resize (not 128 or 64)."""
+    out = {}
+    for task, src in (('seg', os.path.join(toy_data('ade'), 'images', 'validation')),
+                      ('cls', os.path.join(toy_data('imagenet'), 'val', 'square'))):
+        d = work / f'{task}_images'
+        d.mkdir()
+        names = sorted(os.listdir(src))[:4]
+        for n in names:
+            shutil.copy(os.path.join(src, n), d / n)
+        img = cv2.imread(os.path.join(src, names[0]))
+        cv2.imwrite(str(d / 'odd_97x61.png'), cv2.resize(img, (61, 97)))
+        cv2.imwrite(str(d / 'wide_150x233.png'), cv2.resize(img, (233, 150)))
+        out[task] = str(d)
+    return out
+
+
+@pytest.fixture(scope='module')
+def ckpts(work):
+    out = {}
+    for task, cfg in CONFIGS.items():
+        torch.manual_seed(0)
+        model = build_from_config(cfg)[1]
+        out[task] = str(work / f'{task}.pth')
+        torch.save({'state_dict': model.state_dict(), 'meta': {'dataset_meta': {'classes': CLASSES[task]}}},
+                   out[task])
+    return out
+
+
+@pytest.fixture(scope='module')
+def deployed(work, ckpts):
+    out = {}
+    for task, cfg in CONFIGS.items():
+        out[task] = str(work / f'{task}_deployed')
+        # the export's example at 64 x 96, neither the toy images' size nor the generated verification images'
+        assert tool('deploy', cfg, ckpts[task], '--out', out[task], '--shape', 64, 96) == 0
+    return out
+
+
+def read(out):
+    with open(os.path.join(out, 'predictions.json')) as f:
+        return json.load(f)
+
+
+def blocked_env(tmp):
+    """A PYTHONPATH in front of the venv's under which importing torch or any OpenMMLab package fails."""
+    for name in BLOCKED:
+        os.makedirs(os.path.join(tmp, name), exist_ok=True)
+        with open(os.path.join(tmp, name, '__init__.py'), 'w') as f:
+            f.write(f'raise ImportError("{name} is blocked: a deployed model must run without it")\n')
+    return dict(PYTHONPATH=str(tmp))
+
+
+def seg_maps(result):
+    from pycocotools import mask as mask_utils
+    maps = {}
+    for im in result['images']:
+        m = np.full((im['height'], im['width']), -1)
+        for s in im['segments']:
+            rle = dict(size=s['mask_rle']['size'], counts=s['mask_rle']['counts'].encode())
+            m[mask_utils.decode(rle).astype(bool)] = s['label']
+        maps[os.path.basename(im['image'])] = m
+    return maps
+
+
+def test_deploy_writes_the_graph_and_what_inference_needs(deployed):
+    for task, d in deployed.items():
+        assert sorted(os.listdir(d)) == ['deploy.json', 'model.onnx']
+        with open(os.path.join(d, 'deploy.json')) as f:
+            meta = json.load(f)
+        assert meta['task'] == {'seg': 'mmseg', 'cls': 'mmpretrain'}[task]
+        assert meta['classes'] == CLASSES[task]
+        assert meta['preprocess']['mean'] and meta['preprocess']['to_rgb'] is True
+        assert len(meta['verification']) == 3  # the generated images, none at the export's size
+        assert all(r['size'] != [64, 96] for r in meta['verification'])
+        if task == 'seg':
+            assert all(r['pixel_agreement'] >= 0.999 for r in meta['verification'])
+        assert all(r['max_logit_diff'] <= 1e-4 for r in meta['verification'])
+    assert not glob.glob(os.path.join(os.path.dirname(d), '*.tmp-*'))
+
+
+@pytest.mark.parametrize('task', ['seg', 'cls'])
+def test_infer_deployed_folder_without_torch_matches_pytorch(task, deployed, ckpts, images, work):
+    onnx_out, torch_out = str(work / f'{task}_ort'), str(work / f'{task}_torch')
+    r = python_tool('tools/infer.py', deployed[task], images[task], '--out', onnx_out,
+                    env=blocked_env(str(work / 'blocked')))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert tool('infer', CONFIGS[task], ckpts[task], images[task], '--out', torch_out) == 0
+    ort, ref = read(onnx_out), read(torch_out)
+    assert ort['classes'] == ref['classes'] == CLASSES[task]
+    assert len(ort['images']) == len(ref['images']) == 6
+    assert sorted(os.listdir(os.path.join(onnx_out, 'vis'))) == sorted(os.listdir(os.path.join(torch_out, 'vis')))
+    for a, b in zip(ort['images'], ref['images']):
+        assert set(a) == set(b) and (a['height'], a['width']) == (b['height'], b['width'])
+    if task == 'seg':
+        maps_a, maps_b = seg_maps(ort), seg_maps(ref)
+        for name in maps_b:
+            assert (maps_a[name] >= 0).all()
+            agree = float((maps_a[name] == maps_b[name]).mean())
+            assert agree >= 0.999, f'{name}: {agree:.4%} of pixels agree'
+    else:
+        for a, b in zip(ort['images'], ref['images']):
+            assert [d['label'] for d in a['top5']] == [d['label'] for d in b['top5']], a['image']
+            assert np.allclose([d['score'] for d in a['top5']], [d['score'] for d in b['top5']], atol=2e-4)
+
+
+def test_bad_input_one_line_exit_2_nothing_written(deployed, ckpts, images, work, monkeypatch):
+    import _cli as ru
+    seg_cfg, seg_ckpt = CONFIGS['seg'], ckpts['seg']
+    # an --out that exists is left alone
+    r = python_tool('tools/deploy.py', seg_cfg, seg_ckpt, '--out', deployed['seg'])
+    assert r.returncode == 2 and 'exists' in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert sorted(os.listdir(deployed['seg'])) == ['deploy.json', 'model.onnx']
+    out = str(work / 'never')
+    # a checkpoint of another model
+    with pytest.raises(ru.UserError, match='another model|DaViT'):
+        tool('deploy', seg_cfg, ckpts['cls'], '--out', out)
+    # a detector: not exportable as a whole model yet, said before any checkpoint is read
+    with pytest.raises(ru.UserError, match='detectors'):
+        tool('deploy', 'configs/toy/mask-rcnn_davit-t_toy-coco-quick.py', seg_ckpt, '--out', out)
+    # an op the exporter refuses: the temporary folder goes too
+    import davit_backbone.export as export
+
+    def refuse(*a, **k):
+        raise RuntimeError('Exporting the operator aten::foo to ONNX opset version 18 is not supported')
+    monkeypatch.setattr(export, 'export_onnx', refuse)
+    with pytest.raises(ru.UserError, match='export failed.*aten::foo'):
+        tool('deploy', seg_cfg, seg_ckpt, '--out', out)
+    assert not os.path.exists(out) and not glob.glob(out + '.tmp-*')
+
+    # the deployed folder: an image bigger than the graph's declared range, a foreign folder
+    small = str(work / 'seg_small_range')
+    shutil.copytree(deployed['seg'], small)
+    with open(os.path.join(small, 'deploy.json')) as f:
+        meta = json.load(f)
+    meta['input']['max_size'] = 100
+    with open(os.path.join(small, 'deploy.json'), 'w') as f:
+        json.dump(meta, f)
+    r = python_tool('tools/infer.py', small, images['seg'], '--out', out)
+    assert r.returncode == 2 and 'after preprocessing' in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    with open(os.path.join(small, 'deploy.json'), 'w') as f:
+        f.write('{"format": "something else"}')
+    r = python_tool('tools/infer.py', small, images['seg'], '--out', out)
+    assert r.returncode == 2 and 'deploy.json' in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not os.path.exists(out)

@@ -1,0 +1,200 @@
+#!/usr/bin/env python
+"""Exports a trained classifier (mmpretrain) or segmenter (mmseg) to ONNX, ready for onnxruntime alone.
+
+    python tools/deploy.py CONFIG CKPT --out DIR [--shape H W] [--opset N] [--exporter torchscript|dynamo]
+                           [--min-size N] [--max-size N] [--verify IMAGE_OR_DIR]
+
+Writes DIR/model.onnx (one graph from a preprocessed image batch, any size within --min-size..--max-size, to the
+predictions: logits and scores, or the class map at input size) and DIR/deploy.json (the preprocessing, class names
+and palette, the export's provenance and its verification). Before DIR appears, the exported graph and the PyTorch
+model run on the --verify images (else generated ones, at sizes other than the export's) and must agree: logits
+within 1e-4, class maps on >= 99.9% of pixels. Run the folder with ``tools/infer.py DIR IMAGE_OR_DIR --out OUT``.
+Everything is written under a temporary name and renamed into place last: a failed export leaves nothing behind.
+"""
+import argparse
+import datetime
+import json
+import os
+import os.path as osp
+import shutil
+import sys
+import time
+
+import numpy as np
+
+import _cli as ru  # noqa: E402  tools/ is on sys.path as the script's folder
+
+LOGIT_ATOL = 1e-4
+PIXEL_AGREEMENT = 0.999
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Export a DaViT classifier or segmenter to ONNX (onnxruntime)')
+    p.add_argument('config', help='config file the checkpoint was trained with')
+    p.add_argument('checkpoint', help='checkpoint file (tools/train.py output, or a whole-model checkpoint)')
+    p.add_argument('--out', required=True, help='folder to create (model.onnx, deploy.json); must not exist')
+    p.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'), default=(448, 480),
+                   help='example input size for the export (the graph takes any size in the range; default '
+                        '448 480, at which every stage has several windows)')
+    p.add_argument('--opset', type=int, default=None, help='ONNX opset (default 18)')
+    p.add_argument('--exporter', choices=['torchscript', 'dynamo'], default='torchscript',
+                   help="torch's exporter: torchscript (torch.onnx.export(dynamo=False), default) or dynamo "
+                        '(torch.export first)')
+    p.add_argument('--min-size', type=int, default=None, help='smallest input side the graph takes (default 33)')
+    p.add_argument('--max-size', type=int, default=4096, help='largest input side the graph takes (default 4096)')
+    p.add_argument('--verify', metavar='IMAGE_OR_DIR', default=None,
+                   help='images to compare the export with PyTorch on (default: generated ones)')
+    p.add_argument('--cfg-options', nargs='+', action=ru.DictAction, dest='cfg_options',
+                   help='override config keys, e.g. model.test_cfg.mode=whole')
+    return p.parse_args(argv)
+
+
+def class_meta(cfg, obj):
+    import infer
+    saved = infer._saved_dataset_meta(obj)
+    config = infer._dataset_meta_from_config(cfg)
+    classes = list(saved.get('classes') or config.get('classes') or [])
+    palette = saved.get('palette') or config.get('palette')
+    if classes and (not isinstance(palette, (list, tuple)) or len(palette) != len(classes)):
+        palette = np.random.RandomState(0).randint(0, 256, (len(classes), 3)).tolist()
+    return classes, [list(map(int, c)) for c in palette] if palette else None
+
+
+def verification_images(path, shape):
+    """The user's images (BGR), else three generated ones: smooth random colour fields (noise alone would give a
+    classifier and a segmenter nothing to agree on but ties), none of them at the export's size."""
+    if path:
+        from davit_deploy.infer import list_images
+        from davit_deploy.model import read_image
+        return [(p, read_image(p)) for p in list_images(path)]
+    import cv2
+    rng = np.random.RandomState(0)
+    sizes = [(shape[0] + 37, shape[1] - 53), (97, 61), (shape[0] // 2 + 1, shape[1] + 29)]
+    out = []
+    for h, w in sizes:
+        field = rng.randint(0, 256, (max(2, h // 16), max(2, w // 16), 3)).astype(np.uint8)
+        out.append((f'generated {h}x{w}', cv2.resize(field, (w, h), interpolation=cv2.INTER_CUBIC)))
+    return out
+
+
+def verify(scope, reference, session, recipe, images, lo, hi):
+    """PyTorch vs onnxruntime on each image's preprocessed batch; returns the report, raises on disagreement."""
+    import torch
+    from davit_backbone.export import run_onnx
+    from davit_deploy.preprocess import preprocess
+    worst, rows = None, []
+    for name, img in images:
+        x, _ = preprocess(img, recipe)
+        if not (lo <= x.shape[2] <= hi and lo <= x.shape[3] <= hi):
+            raise ru.UserError(f'--verify image {name} is {x.shape[2]} x {x.shape[3]} after preprocessing, outside '
+                               f'the graph\'s {lo}..{hi}: pass --min-size/--max-size to cover it')
+        with torch.no_grad():
+            ref = [t.numpy() for t in reference(torch.from_numpy(x))]
+        out = run_onnx(session, x)
+        if scope == 'mmpretrain':
+            err = float(np.abs(out[0] - ref[0]).max())
+            ok = err <= LOGIT_ATOL * max(1.0, float(np.abs(ref[0]).max()))
+            rows.append(dict(image=name, size=list(x.shape[2:]), max_logit_diff=err))
+        else:
+            agree = float((out[1] == ref[1]).mean())
+            err = float(np.abs(out[0] - ref[0]).max())
+            ok = agree >= PIXEL_AGREEMENT
+            rows.append(dict(image=name, size=list(x.shape[2:]), pixel_agreement=agree, max_logit_diff=err))
+        print(f'verify {name}: {x.shape[2]}x{x.shape[3]} ' + ', '.join(
+            f'{k} {v:.3g}' if k == 'max_logit_diff' else f'{k} {100 * v:.3f}%'
+            for k, v in rows[-1].items() if k not in ('image', 'size')))
+        if not ok:
+            worst = rows[-1]
+    if worst:
+        raise ru.UserError(f'the exported graph disagrees with PyTorch on {worst["image"]} ({worst}); nothing was '
+                           'written: try --exporter dynamo or another --opset, and report it')
+    return rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = osp.abspath(args.out)
+    if osp.exists(out):
+        raise ru.UserError(f'--out {args.out!r} exists: remove it or choose another folder')
+    if not osp.isdir(osp.dirname(out)):
+        raise ru.UserError(f'--out {args.out!r}: its parent folder does not exist')
+    cfg = ru.load_config(args.config, args.cfg_options, None)
+    scope = cfg.default_scope
+    from davit_backbone.export import DYNAMO_MIN_SIZE, export_onnx, onnx_session
+    from mmdavit.deploy import DEPLOY_FORMAT, DeployError, check_scope, graph_for, preprocess_recipe
+    try:
+        check_scope(scope)
+    except DeployError as e:
+        raise ru.UserError(str(e)) from None
+    lo, hi = args.min_size or DYNAMO_MIN_SIZE, args.max_size
+    if not 1 <= lo <= min(args.shape) <= max(args.shape) <= hi:
+        raise ru.UserError(f'--shape {args.shape[0]} {args.shape[1]} must lie within --min-size {lo} and '
+                           f'--max-size {hi}')
+    if args.exporter == 'dynamo' and lo < DYNAMO_MIN_SIZE:
+        raise ru.UserError(f'--exporter dynamo takes inputs of {DYNAMO_MIN_SIZE} pixels a side or more: '
+                           f'raise --min-size or use --exporter torchscript')
+    images = verification_images(args.verify, args.shape)  # checked before the long part
+    obj = ru.read_checkpoint(args.checkpoint)
+
+    import torch
+    from mmengine.registry import MODELS, init_default_scope
+    import infer
+    init_default_scope(scope)
+    if cfg.get('data_preprocessor') and 'data_preprocessor' not in cfg.model:
+        # mmpretrain's configs keep it at the top level; its get_model and Runner move it into the model
+        cfg.model.data_preprocessor = cfg.data_preprocessor
+    model = MODELS.build(cfg.model)
+    ru.load_model_checkpoint(model, args.checkpoint, obj=obj)
+    note = infer.check_checkpoint_fits(model, obj, args.checkpoint, scope)
+    if note:
+        print(note)
+    model.eval()
+    try:
+        graph = graph_for(scope, model)
+        reference = graph_for(scope, model, exportable=False)
+        recipe = preprocess_recipe(cfg, model)
+    except DeployError as e:
+        raise ru.UserError(str(e)) from None
+    classes, palette = class_meta(cfg, obj)
+    del obj
+
+    tmp = f'{out}.tmp-{os.getpid()}'
+    os.makedirs(tmp)
+    try:
+        t0 = time.time()
+        example = torch.randn(2, 3, *args.shape)
+        try:
+            export_onnx(graph, osp.join(tmp, 'model.onnx'), example, dynamo=args.exporter == 'dynamo',
+                        opset=args.opset, output_names=graph.output_names, min_size=lo, max_size=hi)
+        except Exception as e:  # noqa: BLE001  an op or size rule the exporter refuses: one line, not its traceback
+            lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+            raise ru.UserError(f'{args.exporter} export failed ({type(e).__name__}: '
+                               f'{lines[0][:300] if lines else ""}); nothing was written: try the other '
+                               '--exporter or another --opset') from None
+        export_s = time.time() - t0
+        print(f'exported {scope} model with the {args.exporter} exporter in {export_s:.1f} s')
+        rows = verify(scope, reference, onnx_session(osp.join(tmp, 'model.onnx')), recipe, images, lo, hi)
+        meta = dict(
+            format=DEPLOY_FORMAT, task=scope, model='model.onnx',
+            input=dict(name='input', layout='NCHW float32, preprocessed (see preprocess)', min_size=lo,
+                       max_size=hi, dynamic=['batch', 'height', 'width']),
+            outputs=list(graph.output_names), preprocess=recipe, classes=classes, palette=palette,
+            source=dict(config=args.config, checkpoint=args.checkpoint, exporter=args.exporter,
+                        opset=args.opset or 18, torch=torch.__version__, export_shape=list(args.shape),
+                        date=datetime.date.today().isoformat()),
+            verification=rows)
+        with open(osp.join(tmp, 'deploy.json'), 'w') as f:
+            json.dump(meta, f, indent=1)
+        os.rename(tmp, out)
+    finally:
+        if osp.exists(tmp):
+            shutil.rmtree(tmp)
+    size = osp.getsize(osp.join(out, 'model.onnx')) / 2 ** 20
+    print(f'deployed to {args.out}: model.onnx ({size:.1f} MiB), deploy.json; run it with '
+          f'python tools/infer.py {args.out} IMAGE_OR_DIR --out OUT')
+    return 0
+
+
+if __name__ == '__main__':
+    ru.run_main(main)
+    sys.exit(0)
