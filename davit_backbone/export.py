@@ -62,7 +62,9 @@ def export_onnx(model: nn.Module, path: str, example: Optional[torch.Tensor] = N
                 dims[0] = torch.export.Dim('batch', min=1, max=1024)
             program = torch.export.export(model, (example,), dynamic_shapes=(dims,), strict=False,
                                           prefer_deferred_runtime_asserts_over_guards=True)
-            torch.onnx.export(program, (example,), path, dynamo=True, verbose=False, **kwargs)
+            # one file, as the TorchScript exporter writes, unless the weights pass protobuf's 2 GiB limit
+            big = sum(p.numel() * p.element_size() for p in model.parameters()) > 1.8 * 2 ** 30
+            torch.onnx.export(program, (example,), path, dynamo=True, verbose=False, external_data=big, **kwargs)
         else:
             axes = {2: 'height', 3: 'width'}
             if dynamic_batch:

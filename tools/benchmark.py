@@ -4,6 +4,7 @@
     python tools/benchmark.py [--arch tiny] [--batch 8] [--size 224 | --size 800 1216] [--device cpu|cuda]
                               [--dtype fp32|bf16|fp16] [--mode infer|train] [--dense] [--compile] [--with-cp]
     python tools/benchmark.py --maskrcnn [--size 800 1216] [--device cpu|cuda]
+    python tools/benchmark.py --onnx [--dense] [--size 800 1216]     # + ours exported, in onnxruntime (CPU)
 
 Prints a table and one JSON line: images/s for ``ours``, ``timm``, ``mmpretrain`` (absent when not installed),
 ``ratio`` = ours / best reference, peak memory of one step per model (CUDA: max allocated; CPU: peak of the tensor
@@ -14,6 +15,9 @@ torch and timm only; mmpretrain is optional.
 --dense benchmarks the backbones as detectors use them (four NCHW maps, default size 800x1216); otherwise the
 ImageNet classifiers. ``ours`` loads timm's weights through the converter; mmpretrain's module (stem padding set to 3,
 as the official model) has random weights of the same shapes: speed does not depend on the values.
+--onnx also exports ours (davit_backbone.export, TorchScript exporter, batch/H/W dynamic) and times it in
+onnxruntime's CPU provider with as many threads as torch uses: ``onnxruntime`` images/s and ``onnx_ratio`` =
+onnxruntime / ours eager (its memory is onnxruntime's own, which the profiler does not see: n/a).
 --with-cp also measures ours without checkpointing and reports ``with_cp_memory_ratio`` (peak with / without).
 --maskrcnn compares whole detectors instead (needs mmdet): our DaViT-T Mask R-CNN config against mmdet's own Swin-T
 Mask R-CNN (same FLOPs class), batch 1 inference through ``test_step`` (preprocessing, backbone, FPN, RPN, RoI and
@@ -186,6 +190,20 @@ def make_detector_step(model, data, dtype, device):
     return step
 
 
+def make_onnx_step(model, x, args):
+    """Ours exported at half the benchmark's size (the graph is dynamic: it is timed at the full one)."""
+    if args.mode != 'infer' or args.dtype != 'fp32' or args.maskrcnn or x.device.type != 'cpu':
+        raise SystemExit('--onnx times fp32 inference of the backbone or classifier on the CPU')
+    import tempfile
+    from davit_backbone.export import export_onnx, onnx_session
+    path = os.path.join(tempfile.mkdtemp(prefix='davit-bench-'), 'ours.onnx')
+    example = torch.randn(1, 3, max(33, x.shape[2] // 2), max(33, x.shape[3] // 2))
+    export_onnx(model, path, example, dynamo=False)
+    session = onnx_session(path, threads=torch.get_num_threads())
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    return lambda: session.run(None, feed)
+
+
 def run(args):
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
@@ -213,6 +231,8 @@ def run(args):
             m = torch.compile(m)
         steps[name] = make_detector_step(m, data, dtype, device) if args.maskrcnn else make_step(
             m, x, args.mode, dtype, device)
+    if args.onnx:
+        steps['onnxruntime'] = make_onnx_step(models['ours'], x, args)
     if args.with_cp and not args.maskrcnn:  # the same model without checkpointing, for the memory ratio only
         plain = build_ours(args.arch, args.dense, with_cp=False).to(device)
         plain.load_state_dict(models['ours'].state_dict())
@@ -226,7 +246,8 @@ def run(args):
             step()
     # the profiler does not see allocations made inside inductor's generated CPU code
     measurable = not (args.compile and device.type == 'cpu')
-    memory = {name: peak_memory_mib(step, device) if measurable else None for name, step in {**steps, **extra}.items()}
+    memory = {name: peak_memory_mib(step, device) if measurable and name != 'onnxruntime' else None
+              for name, step in {**steps, **extra}.items()}
     # interleaved timing: each round times every model once, so drifts (thermal, other load) hit all alike
     times = {name: [] for name in steps}
     for _ in range(args.rounds):
@@ -239,9 +260,11 @@ def run(args):
             times[name].append((time.perf_counter() - t0) / args.iters)
     batch = 1 if args.maskrcnn else args.batch
     ips = {name: batch / statistics.median(t) for name, t in times.items()}
-    refs = {k: v for k, v in ips.items() if k != 'ours'}
+    refs = {k: v for k, v in ips.items() if k not in ('ours', 'onnxruntime')}
     result = {k: round(v, 3) for k, v in ips.items()}
     result['ratio'] = round(ips['ours'] / max(refs.values()), 3) if refs else None
+    if 'onnxruntime' in ips:
+        result['onnx_ratio'] = round(ips['onnxruntime'] / ips['ours'], 3)
     result['peak_mem_mib'] = {k: None if v is None else round(v, 1) for k, v in memory.items()}
     if extra and measurable:
         result['with_cp_memory_ratio'] = round(memory['ours'] / memory['ours_without_cp'], 3)
@@ -259,14 +282,14 @@ def run(args):
         result['device_name'] = torch.cuda.get_device_name()
     result.update(settings=dict(arch='tiny' if args.maskrcnn else args.arch, batch=batch, size=list(size),
                                 device=args.device, dtype=args.dtype, mode=args.mode, dense=args.dense,
-                                maskrcnn=args.maskrcnn, compile=args.compile, with_cp=args.with_cp,
+                                maskrcnn=args.maskrcnn, compile=args.compile, with_cp=args.with_cp, onnx=args.onnx,
                                 threads=torch.get_num_threads(), torch=torch.__version__,
                                 cpu=platform.processor() or platform.machine(), cores=os.cpu_count()))
     return result
 
 
 def print_table(r):
-    names = [k for k in ('ours', 'timm', 'mmpretrain', 'swin') if k in r]
+    names = [k for k in ('ours', 'timm', 'mmpretrain', 'swin', 'onnxruntime') if k in r]
     s = r['settings']
     what = 'Mask R-CNN' if s['maskrcnn'] else 'dense' if s['dense'] else 'classifier'
     print(f"\nDaViT-{s['arch']} {what} {s['mode']}, batch {s['batch']} at "
@@ -280,6 +303,8 @@ def print_table(r):
             row += f"{r['tflops'][n]:>10.1f}"
         print(row)
     print(f"ratio (ours / best reference): {r['ratio']}")
+    if 'onnx_ratio' in r:
+        print(f"onnx_ratio (onnxruntime / ours eager): {r['onnx_ratio']}")
     if 'with_cp_memory_ratio' in r:
         print(f"peak memory with_cp / without (ours): {r['with_cp_memory_ratio']} "
               f"({r['peak_mem_mib']['ours']:.0f} / {r['peak_mem_mib']['ours_without_cp']:.0f} MiB)")
@@ -297,6 +322,7 @@ def main(argv=None):
     p.add_argument('--maskrcnn', action='store_true',
                    help="whole detectors: our DaViT-T Mask R-CNN vs mmdet's Swin-T Mask R-CNN (needs mmdet)")
     p.add_argument('--compile', action='store_true')
+    p.add_argument('--onnx', action='store_true', help='also time ours exported to ONNX in onnxruntime (CPU, fp32)')
     p.add_argument('--with-cp', action='store_true', help='gradient checkpointing in every model that has it')
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--iters', type=int, default=3)

@@ -183,3 +183,15 @@ def test_bad_input_one_line_exit_2_nothing_written(deployed, ckpts, images, work
     r = python_tool('tools/infer.py', small, images['seg'], '--out', out)
     assert r.returncode == 2 and 'deploy.json' in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not os.path.exists(out)
+
+
+@pytest.mark.slow
+def test_segmenter_through_the_dynamo_exporter(ckpts, images, work):
+    out = str(work / 'seg_dynamo')
+    assert tool('deploy', CONFIGS['seg'], ckpts['seg'], '--out', out, '--exporter', 'dynamo',
+                '--verify', images['seg']) == 0
+    assert sorted(os.listdir(out)) == ['deploy.json', 'model.onnx']  # weights inside, as the TorchScript export
+    with open(os.path.join(out, 'deploy.json')) as f:
+        meta = json.load(f)
+    assert meta['source']['exporter'] == 'dynamo' and len(meta['verification']) == 6
+    assert all(r['pixel_agreement'] >= 0.999 and r['max_logit_diff'] <= 1e-4 for r in meta['verification'])

@@ -70,8 +70,8 @@ def _table_says_what_json_says(stdout, result):
     """Every row of the printed table (images/s, ours relative to the row, peak MiB) and the ratio line against the
     JSON line printed after it: a reader of either sees the same measurement."""
     rows = {m.group(1): m.groups()[1:] for m in re.finditer(
-        r'^(ours|timm|mmpretrain|swin)\s+([0-9.]+)\s+([0-9.]+)x\s+([0-9.]+|n/a)', stdout, re.M)}
-    models = [k for k in ('ours', 'timm', 'mmpretrain', 'swin') if k in result]
+        r'^(ours|timm|mmpretrain|swin|onnxruntime)\s+([0-9.]+)\s+([0-9.]+)x\s+([0-9.]+|n/a)', stdout, re.M)}
+    models = [k for k in ('ours', 'timm', 'mmpretrain', 'swin', 'onnxruntime') if k in result]
     assert sorted(rows) == sorted(models), stdout
     for name, (ips, rel, mem) in rows.items():
         assert float(ips) == pytest.approx(result[name], abs=0.006)
@@ -79,6 +79,9 @@ def _table_says_what_json_says(stdout, result):
         expected_mem = result['peak_mem_mib'][name]
         assert mem == 'n/a' if expected_mem is None else float(mem) == pytest.approx(expected_mem, abs=0.06)
     assert float(re.search(r'^ratio \(ours / best reference\): ([0-9.]+)$', stdout, re.M).group(1)) == result['ratio']
+    if 'onnx_ratio' in result:
+        line = re.search(r'^onnx_ratio \(onnxruntime / ours eager\): ([0-9.]+)$', stdout, re.M)
+        assert float(line.group(1)) == result['onnx_ratio']
 
 
 def test_benchmark_classifier_and_dense_training_with_cp(tmp_path):
@@ -92,6 +95,15 @@ def test_benchmark_classifier_and_dense_training_with_cp(tmp_path):
     # checkpointing keeps only block inputs: even at this size the step's peak tensor memory drops
     assert r['peak_mem_mib']['ours_without_cp'] > r['peak_mem_mib']['ours'] > 0
     assert r['with_cp_memory_ratio'] < 1.0
+
+
+def test_benchmark_onnxruntime_beside_eager(tmp_path):
+    pytest.importorskip('onnxruntime')
+    r = _benchmark(tmp_path, '--onnx', '--dense', '--size', '97', '61', '--batch', '1')
+    assert r['onnxruntime'] > 0 and r['peak_mem_mib']['onnxruntime'] is None and r['settings']['onnx'] is True
+    assert r['onnx_ratio'] == pytest.approx(r['onnxruntime'] / r['ours'], rel=1e-2)
+    refs = [v for k, v in r.items() if k in ('timm', 'mmpretrain')]
+    assert r['ratio'] == pytest.approx(r['ours'] / max(refs), rel=1e-2)  # onnxruntime is no reference
 
 
 def test_benchmark_maskrcnn_mode(tmp_path):
