@@ -141,10 +141,12 @@ def _channel_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if N < 4 * C:
         q, k, v = _linear(x, attn.qkv).view(B, N, 3, attn.num_heads, C // attn.num_heads).permute(2, 0, 3, 4, 1)\
             .unbind(0)
+        # the query scaled and SDPA's scale 1, as the plain forward (mmdeploy's SDPA rewrite, which also replaces
+        # eager calls inside its rewriter context, divides by ``scale``)
         if attn.v2:  # Florence-2: softmax(Q^T K / sqrt(N)) V^T, N the real token count as in the plain forward
-            x = F.scaled_dot_product_attention(q, k, v, scale=N ** -0.5)  # (B, heads, head_dim, N)
+            x = F.scaled_dot_product_attention(q * N ** -0.5, k, v, scale=1.0)  # (B, heads, head_dim, N)
         else:
-            x = F.scaled_dot_product_attention(k, v, q, scale=attn.scale)
+            x = F.scaled_dot_product_attention(k * attn.scale, v, q, scale=1.0)
         return _linear(x.permute(0, 3, 1, 2).reshape(B, N, C), attn.proj)
     # Many tokens per channel: SDPA needs (batch, head)-major copies of q, k, v and of its output, four passes over
     # the block's largest tensors. Computing qkv^T = W x^T with W's rows regrouped head-major ([head][q|k|v][dim])
