@@ -39,8 +39,33 @@ def list_images(path):
 
 
 def vis_names(images):
+    """Output picture names: the image's name without extension; a name two images share keeps its extension."""
     stems = [osp.splitext(osp.basename(p))[0] for p in images]
     return [(osp.basename(p) if stems.count(s) > 1 else s) + '.png' for p, s in zip(images, stems)]
+
+
+def infer_images(images, out, predict, summarize):
+    """The loop both inference paths (PyTorch and deployed) share. ``predict(path)`` -> (picture, BGR; the image's
+    predictions: height, width and the task's fields); each picture goes to OUT/vis/, one line per image is printed
+    (``summarize(entry)``). Returns the entries of predictions.json's ``images``."""
+    vis_dir = osp.join(out, 'vis')
+    os.makedirs(vis_dir, exist_ok=True)
+    entries = []
+    for n, (path, name) in enumerate(zip(images, vis_names(images)), 1):
+        picture, fields = predict(path)
+        cv2.imwrite(osp.join(vis_dir, name), picture)
+        entries.append(dict(image=path, vis=osp.join('vis', name), **fields))
+        print(f'[{n}/{len(images)}] {path}: {summarize(entries[-1])}')
+    return entries
+
+
+def write_predictions(out, result):
+    """OUT/predictions.json, written whole or not at all (a temporary name, then a rename)."""
+    tmp = osp.join(out, 'predictions.json.tmp')
+    with open(tmp, 'w') as f:
+        json.dump(result, f, indent=1)
+    os.replace(tmp, osp.join(out, 'predictions.json'))
+    print(f'pictures: {osp.join(out, "vis")}/  predictions: {osp.join(out, "predictions.json")}')
 
 
 def to_json(model, pred):
@@ -80,24 +105,15 @@ def main(argv=None):
     source = model.meta.get('source', {})
     print(f'{model.task} model deployed in {args.deployed} ({source.get("exporter", "?")} export of '
           f'{source.get("config", "?")}; {time.time() - t0:.1f} s); {len(images)} image(s)')
-    vis_dir = osp.join(args.out, 'vis')
-    os.makedirs(vis_dir, exist_ok=True)
-    entries = []
-    for n, (path, name) in enumerate(zip(images, vis_names(images)), 1):
+    def predict(path):
         img = read_image(path)
         pred = model.predict(img)
-        cv2.imwrite(osp.join(vis_dir, name), picture(model, img, pred))
-        entry = dict(image=path, vis=osp.join('vis', name), height=pred['height'], width=pred['width'],
-                     **to_json(model, pred))
-        entries.append(entry)
-        print(f'[{n}/{len(images)}] {path}: {summary(model, entry)}')
-    result = dict(task=model.task, config=source.get('config'), checkpoint=source.get('checkpoint'),
-                  deployed=args.deployed, classes=model.classes, images=entries)
-    tmp = osp.join(args.out, 'predictions.json.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, osp.join(args.out, 'predictions.json'))
-    print(f'pictures: {vis_dir}/  predictions: {osp.join(args.out, "predictions.json")}')
+        return picture(model, img, pred), dict(height=pred['height'], width=pred['width'], **to_json(model, pred))
+
+    entries = infer_images(images, args.out, predict, lambda entry: summary(model, entry))
+    write_predictions(args.out, dict(task=model.task, config=source.get('config'),
+                                     checkpoint=source.get('checkpoint'), deployed=args.deployed,
+                                     classes=model.classes, images=entries))
     return 0
 
 

@@ -16,7 +16,6 @@ written: a missing or undecodable image, an unreadable checkpoint, or one that d
 one line and exit code 2.
 """
 import argparse
-import json
 import os
 import os.path as osp
 import sys
@@ -37,8 +36,9 @@ import numpy as np
 warnings.filterwarnings('ignore', message='Failed to add <class')
 
 import _cli as ru  # noqa: E402  tools/ is on sys.path as the script's folder
+from davit_deploy import rle  # noqa: E402  COCO's RLE, as pycocotools writes it
+from davit_deploy.infer import IMAGE_EXTS, infer_images, write_predictions  # noqa: E402  the loop both paths share
 
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 TOPK = 5
 VIS_MIN_SIZE = 512  # pictures of smaller images are drawn enlarged, so that labels stay legible
 
@@ -82,12 +82,6 @@ def list_images(path):
         if img is None or img.size == 0:
             raise ru.UserError(f'cannot decode image {p!r}{why}: not an image, or a damaged file')
     return images
-
-
-def vis_names(images):
-    """Output picture names: the image's name without extension; a name two images share keeps its extension."""
-    stems = [osp.splitext(osp.basename(p))[0] for p in images]
-    return [(osp.basename(p) if stems.count(s) > 1 else s) + '.png' for p, s in zip(images, stems)]
 
 
 def _state_dict(obj):
@@ -250,7 +244,6 @@ class DetTask(Task):
         return vis.get_image()
 
     def to_json(self, pred):
-        from pycocotools import mask as mask_utils
         inst = pred.pred_instances.cpu().numpy()
         keep = inst.scores >= self.score_thr
         out = []
@@ -259,8 +252,7 @@ class DetTask(Task):
             d = {'label': int(label), 'class': self.class_name(int(label)), 'score': round(float(score), 4),
                  'bbox_xyxy': [round(float(v), 1) for v in box]}
             if masks is not None:
-                rle = mask_utils.encode(np.asfortranarray(masks[i].astype(np.uint8)))
-                d['mask_rle'] = dict(size=[int(s) for s in rle['size']], counts=rle['counts'].decode())
+                d['mask_rle'] = rle.encode(masks[i])
             out.append(d)
         return dict(instances=out)
 
@@ -299,15 +291,12 @@ class SegTask(Task):
         return vis.get_image()
 
     def to_json(self, pred):
-        from pycocotools import mask as mask_utils
         seg = pred.pred_sem_seg.data[0].cpu().numpy()
         out = []
         for label in np.unique(seg):
             m = seg == label
-            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
             out.append({'label': int(label), 'class': self.class_name(int(label)), 'pixels': int(m.sum()),
-                        'fraction': round(float(m.mean()), 4),
-                        'mask_rle': dict(size=[int(s) for s in rle['size']], counts=rle['counts'].decode())})
+                        'fraction': round(float(m.mean()), 4), 'mask_rle': rle.encode(m)})
         return dict(segments=sorted(out, key=lambda d: -d['pixels']))
 
     def summary(self, entry):
@@ -371,27 +360,18 @@ def main(argv=None):
     print(f'{scope} model from {args.config} with {args.checkpoint} ({time.time() - t0:.1f} s); '
           f'{len(images)} image(s)')
 
-    import mmcv
-    vis_dir = osp.join(args.out, 'vis')
-    os.makedirs(vis_dir, exist_ok=True)
-    entries = []
-    for n, (path, name) in enumerate(zip(images, vis_names(images)), 1):
+    def predict(path):
         pred = task.predict(path)
-        vis = task.picture(path, pred)
-        mmcv.imwrite(vis[..., ::-1], osp.join(vis_dir, name))  # visualizers return RGB
         h, w = pred.ori_shape[:2]
-        entry = dict(image=path, vis=osp.join('vis', name), height=int(h), width=int(w), **task.to_json(pred))
-        entries.append(entry)
-        print(f'[{n}/{len(images)}] {path}: {task.summary(entry)}')
+        # visualizers return RGB
+        return task.picture(path, pred)[..., ::-1], dict(height=int(h), width=int(w), **task.to_json(pred))
+
+    entries = infer_images(images, args.out, predict, task.summary)
     result = dict(task=scope, config=args.config, checkpoint=args.checkpoint, classes=task.classes,
                   images=entries)
     if scope == 'mmdet':
         result['score_thr'] = args.score_thr
-    tmp = osp.join(args.out, 'predictions.json.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, osp.join(args.out, 'predictions.json'))
-    print(f'pictures: {vis_dir}/  predictions: {osp.join(args.out, "predictions.json")}')
+    write_predictions(args.out, result)
     return 0
 
 
