@@ -124,6 +124,15 @@ else:
         print(f'{nvcc} is CUDA {m.group(1)}.{m.group(2)} but torch {torch.__version__} was built with CUDA '
               f'{torch.version.cuda}: set CUDA_HOME to a CUDA {need} toolkit, or use a torch built for CUDA {m.group(1)} '
               f'(make wheelhouse WH_TORCH_INDEX=<its index>)')
+    elif not os.path.exists(os.path.join(CUDA_HOME, 'include', 'cuda_runtime_api.h')):
+        # e.g. an nvcc wrapper script in /usr/local/bin: torch then takes CUDA_HOME=/usr/local, which has no CUDA headers
+        print(f'torch takes CUDA_HOME={CUDA_HOME} (from {nvcc}) but it has no include/cuda_runtime_api.h: '
+              f'set CUDA_HOME to the toolkit itself (e.g. /usr/local/cuda)')
+    elif not any(os.path.exists(os.path.join(CUDA_HOME, d, 'libcudart.so')) for d in ('lib64', 'lib')):
+        # the PyPI nvidia-* wheels (site-packages/nvidia/cu13) ship libcudart.so.13 only; linking needs -lcudart
+        print(f'CUDA_HOME={CUDA_HOME} has no lib64/libcudart.so (PyPI nvidia-* wheels ship libcudart.so.13 only): '
+              f'make a folder of symlinks (bin, include, nvvm, lib64/ with libcudart.so -> libcudart.so.13) '
+              f'and set CUDA_HOME to it')
 EOF
 )"
     [[ -z "$CUDA_PROBLEM" ]] || die "$CUDA_PROBLEM"
