@@ -18,7 +18,7 @@ WH_GLIBC ?=
 PY := $(DAVIT_VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env demo demo-det demo-long demo-seg test test-fast docs flops benchmark clean-env wheelhouse
+.PHONY: env demo demo-det demo-long demo-seg test test-fast docs flops benchmark clean-env wheelhouse gpu-check
 
 env:
 	@bash tools/setup_env.sh
@@ -53,6 +53,11 @@ docs: env
 
 benchmark: env
 	$(PY) tools/benchmark.py
+
+# make gpu-check OUT=DIR: the GPU check into a new or empty DIR (docs/install.md, "The GPU check"). Not after env: on a
+# GPU image without network the environment comes from GPU_CHECK_KIT, and the script says what is missing.
+gpu-check:
+	@bash tools/gpu_check.sh "$(OUT)"
 
 clean-env:
 	rm -rf $(DAVIT_VENV)
