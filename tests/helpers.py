@@ -159,3 +159,27 @@ def weight_decay_of(optimizer, model):
 def drop_path_rates(model):
     """The stochastic-depth probability of every residual branch of a task model's backbone, in depth order."""
     return [getattr(m, 'drop_prob', 0.) for n, m in model.backbone.named_modules() if n.endswith('.drop_path')]
+
+
+def killable_classifier_config(folder, name, epochs, val_interval):
+    """Writes FOLDER/NAME: a small seeded DaViT classifier (16-wide stages, drop path on) on 8 images of the toy
+    ImageFolder set, a checkpoint every epoch, with tests/mmdavit/killpoints.py's KillPoint hook (put that folder
+    on PYTHONPATH); what the crash-safety and the multi-node tests train. Returns the path."""
+    toy_data('imagenet')
+    path = os.path.join(str(folder), name)
+    with open(path, 'w') as f:
+        f.write(f'''
+_base_ = {os.path.join(ROOT, 'configs', 'toy', 'davit-t_toy-imagefolder.py')!r}
+custom_imports = dict(imports=['mmcls_davit', 'killpoints'], allow_failed_imports=False)
+custom_hooks = [dict(type='KillPoint')]
+model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 4]),
+                           drop_path_rate=0.2),
+             head=dict(in_channels=128))
+train_dataloader = dict(batch_size=4, dataset=dict(indices=[0, 1, 2, 24, 25, 26, 48, 49]))
+val_dataloader = dict(batch_size=4)
+test_dataloader = val_dataloader
+train_cfg = dict(max_epochs={epochs}, val_interval={val_interval})
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=1))
+randomness = dict(seed=0)
+''')
+    return path

@@ -16,33 +16,17 @@ import time
 import pytest
 import torch
 
-from helpers import ROOT, run_tool, toy_data
+from helpers import ROOT, killable_classifier_config, run_tool, toy_data
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EPOCHS = 4
 
-FAST_CFG = f'''
-_base_ = {os.path.join(ROOT, 'configs', 'toy', 'davit-t_toy-imagefolder.py')!r}
-custom_imports = dict(imports=['mmcls_davit', 'killpoints'], allow_failed_imports=False)
-custom_hooks = [dict(type='KillPoint')]
-model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 4]),
-                           drop_path_rate=0.2),
-             head=dict(in_channels=128))
-train_dataloader = dict(batch_size=4, dataset=dict(indices=[0, 1, 2, 24, 25, 26, 48, 49]))
-val_dataloader = dict(batch_size=4)  # the 8 validation images
-test_dataloader = val_dataloader
-train_cfg = dict(max_epochs={EPOCHS}, val_interval=1)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=1))
-randomness = dict(seed=0)
-'''
 
 
 @pytest.fixture(scope='module')
 def cfg(tmp_path_factory):
-    toy_data('imagenet')
-    path = tmp_path_factory.mktemp('cfg') / 'fast_cls.py'
-    path.write_text(FAST_CFG)
-    return str(path)
+    # validated every epoch (the 8 validation images): a kill may also come during validation
+    return killable_classifier_config(tmp_path_factory.mktemp('cfg'), 'fast_cls.py', EPOCHS, val_interval=1)
 
 
 def _env(**kill):

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from helpers import ROOT, run_tool, toy_data
+from helpers import ROOT, killable_classifier_config, run_tool
 
 KILLPOINTS = os.path.join(ROOT, 'tests', 'mmdavit')
 EPOCHS = 3
@@ -30,28 +30,12 @@ BOUND = 120
 # The hang test's collective timeout: above the ranks' start-up skew on two busy cores, short enough to wait for.
 HANG_TIMEOUT = 30
 
-CFG = f'''
-_base_ = {os.path.join(ROOT, 'configs', 'toy', 'davit-t_toy-imagefolder.py')!r}
-custom_imports = dict(imports=['mmcls_davit', 'killpoints'], allow_failed_imports=False)
-custom_hooks = [dict(type='KillPoint')]
-model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 4]),
-                           drop_path_rate=0.2),
-             head=dict(in_channels=128))
-train_dataloader = dict(batch_size=4, dataset=dict(indices=[0, 1, 2, 24, 25, 26, 48, 49]))
-val_dataloader = dict(batch_size=4)  # validated once, at the end
-test_dataloader = val_dataloader
-train_cfg = dict(max_epochs={EPOCHS}, val_interval={EPOCHS})
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=1))
-randomness = dict(seed=0)
-'''
 
 
 @pytest.fixture(scope='module')
 def cfg(tmp_path_factory):
-    toy_data('imagenet')
-    path = tmp_path_factory.mktemp('cfg') / 'two_nodes_cls.py'
-    path.write_text(CFG)
-    return str(path)
+    # validated once, at the end
+    return killable_classifier_config(tmp_path_factory.mktemp('cfg'), 'two_nodes_cls.py', EPOCHS, EPOCHS)
 
 
 def free_port():
@@ -146,23 +130,27 @@ def ckpts(wd):
     return sorted(n for n in os.listdir(wd) if n.endswith('.pth'))
 
 
-def kill_and_time_the_other(cfg, wd, killed):
-    """Runs a pair, kills node ``killed`` once it stalls after KILL_ITER; returns the survivor, its exit code and the
-    seconds from the kill to its end."""
-    nodes = pair(cfg, wd, stall=killed)
+def time_the_other(cfg, wd, stalled, *args, kill=True, bound=BOUND):
+    """Runs a pair in which node ``stalled`` stalls after KILL_ITER, then kills it (``kill``) or leaves it hanging;
+    returns the survivor, its exit code (None: still running after ``bound`` s) and the seconds from the kill, or
+    from the stall, to its end."""
+    nodes = pair(cfg, wd, *args, stall=stalled)
     try:
-        nodes[killed].wait_for_stall(nodes[1 - killed])
-        time.sleep(2)  # the survivor is in the next iteration's collective by now, waiting for the stalled rank
+        nodes[stalled].wait_for_stall(nodes[1 - stalled])
+        if kill:
+            time.sleep(2)  # the survivor is in the next iteration's collective by now, waiting for the stalled rank
         start = time.time()
-        nodes[killed].kill()
-        rc = nodes[1 - killed].wait(BOUND)
+        if kill:
+            nodes[stalled].kill()
+        rc = nodes[1 - stalled].wait(bound)
         took = time.time() - start
     finally:
         for n in nodes:
             n.kill()
     assert not processes_naming(wd), 'a rank outlived its launcher'
-    assert rc is not None, f'node {1 - killed} still running {BOUND} s after node {killed} was killed'
-    return nodes[1 - killed], rc, took
+    assert rc is not None, (f'node {1 - stalled} still running {bound} s after node {stalled} was '
+                            f'{"killed" if kill else "hung"}')
+    return nodes[1 - stalled], rc, took
 
 
 def assert_one_lost_peer_line(node, rc, says):
@@ -206,7 +194,7 @@ def test_two_nodes_train_to_the_end(uninterrupted):
 def test_killing_node_0_ends_node_1_and_resume_continues(cfg, uninterrupted, tmp_path):
     """Node 0 hosts torchrun's store as well as rank 0: node 1 loses both."""
     wd = tmp_path / 'wd'
-    survivor, rc, took = kill_and_time_the_other(cfg, wd, killed=0)
+    survivor, rc, took = time_the_other(cfg, wd, 0)
     line = assert_one_lost_peer_line(survivor, rc, 'rank 1 lost its connection to another rank')
     assert ckpts(wd) == ['epoch_1.pth'] and line.endswith(f'{wd / "epoch_1.pth"}'), line
     print(f'\nnode 1 ended {took:.1f} s after node 0 was killed: {line}')
@@ -231,7 +219,7 @@ def test_killing_node_0_ends_node_1_and_resume_continues(cfg, uninterrupted, tmp
 @pytest.mark.slow
 def test_killing_node_1_ends_node_0(cfg, tmp_path):
     wd = tmp_path / 'wd'
-    survivor, rc, took = kill_and_time_the_other(cfg, wd, killed=1)
+    survivor, rc, took = time_the_other(cfg, wd, 1)
     line = assert_one_lost_peer_line(survivor, rc, 'rank 0 lost its connection to another rank')
     assert ckpts(wd) == ['epoch_1.pth'] and line.endswith(f'{wd / "epoch_1.pth"}'), line
     print(f'\nnode 0 ended {took:.1f} s after node 1 was killed: {line}')
@@ -243,18 +231,9 @@ def test_a_hung_node_ends_the_other_after_the_timeout(cfg, tmp_path):
     the other one. Here node 0 stalls for good; node 1 must end after env_cfg.dist_cfg.timeout, not torch's 30 min
     for gloo (which the CPU path used before it passed the setting on)."""
     wd = tmp_path / 'wd'
-    nodes = pair(cfg, wd, '--cfg-options', f'env_cfg.dist_cfg.timeout={HANG_TIMEOUT}', stall=0)
-    try:
-        nodes[0].wait_for_stall(nodes[1])
-        start = time.time()
-        rc = nodes[1].wait(HANG_TIMEOUT + 60)
-        took = time.time() - start
-    finally:
-        for n in nodes:
-            n.kill()
-    assert not processes_naming(wd), 'a rank outlived its launcher'
-    assert rc is not None, f'node 1 still running {HANG_TIMEOUT + 60} s after node 0 hung'
-    line = assert_one_lost_peer_line(nodes[1], rc, 'rank 1 got no answer from another rank')
+    survivor, rc, took = time_the_other(cfg, wd, 0, '--cfg-options', f'env_cfg.dist_cfg.timeout={HANG_TIMEOUT}',
+                                        kill=False, bound=HANG_TIMEOUT + 60)
+    line = assert_one_lost_peer_line(survivor, rc, 'rank 1 got no answer from another rank')
     assert f'{HANG_TIMEOUT * 1000}ms' in line, line
     # not before the timeout: the timeout, not some other failure, ended it (the stall began when the mark appeared,
     # node 1 entered its collective just after)
