@@ -74,13 +74,10 @@ def export_onnx(model: nn.Module, path: str, example: Optional[torch.Tensor] = N
 
 
 def onnx_session(path: str, threads: Optional[int] = None):
-    """An onnxruntime CPU session for ``path`` (onnxruntime is needed only here)."""
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # onnxruntime's per-node warnings are not the user's business
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    """An onnxruntime CPU session for ``path``, set up as the deployed models' runtime sets it up (onnxruntime is
+    needed only here)."""
+    from davit_deploy.model import onnx_session as session
+    return session(path, threads or 0)
 
 
 def run_onnx(session, images) -> list:

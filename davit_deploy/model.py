@@ -25,6 +25,23 @@ def read_image(path: str) -> np.ndarray:
     return img
 
 
+def onnx_session(path: str, threads: int = 0, device: str = 'cpu'):
+    """An onnxruntime session for ``path``: CPU, or CUDA first when asked (and available); onnxruntime's per-node
+    warnings silenced, which say nothing a user can act on."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    providers = ['CPUExecutionProvider']
+    if device.startswith('cuda'):
+        if 'CUDAExecutionProvider' not in ort.get_available_providers():
+            raise DeployedModelError('--device cuda: this onnxruntime has no CUDA provider; install '
+                                     'onnxruntime-gpu or use --device cpu')
+        providers.insert(0, 'CUDAExecutionProvider')
+    return ort.InferenceSession(path, options, providers=providers)
+
+
 class DeployedModel:
     def __init__(self, folder: str, threads: int = 0, device: str = 'cpu'):
         meta_path = osp.join(folder, 'deploy.json')
@@ -41,19 +58,9 @@ class DeployedModel:
                                      'again with this version of tools/deploy.py')
         self.folder, self.task = folder, self.meta['task']
         self.classes = list(self.meta.get('classes') or [])
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        providers = ['CPUExecutionProvider']
-        if device.startswith('cuda'):
-            if 'CUDAExecutionProvider' not in ort.get_available_providers():
-                raise DeployedModelError('--device cuda: this onnxruntime has no CUDA provider; install '
-                                         'onnxruntime-gpu or use --device cpu')
-            providers.insert(0, 'CUDAExecutionProvider')
-        self.session = ort.InferenceSession(osp.join(folder, self.meta['model']), options, providers=providers)
+        self.session = onnx_session(osp.join(folder, self.meta['model']), threads, device)
         self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
     def class_name(self, label: int) -> str:
         return self.classes[label] if 0 <= label < len(self.classes) else str(label)
@@ -68,8 +75,7 @@ class DeployedModel:
         return x, (h, w)
 
     def run(self, x: np.ndarray) -> dict:
-        names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(None, {self.input_name: x})))
+        return dict(zip(self.output_names, self.session.run(None, {self.input_name: x})))
 
     def predict(self, path_or_img) -> dict:
         img = read_image(path_or_img) if isinstance(path_or_img, str) else path_or_img

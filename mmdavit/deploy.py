@@ -66,18 +66,31 @@ class IntegralAdaptiveAvgPool2d(nn.Module):
         return f'output_size={self.output_size}'
 
 
-def _exportable(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` with every adaptive average pooling to more than 1 x 1 in summed-area form."""
-    module = copy.deepcopy(module)
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
+def _pools_to_replace(module: nn.Module):
+    """(parent, name, output size) of every adaptive average pooling to more than 1 x 1 in ``module``."""
+    found = []
+    for parent_name, parent in module.named_modules():
+        for name, child in parent.named_children():
             if isinstance(child, nn.AdaptiveAvgPool2d):
                 size = child.output_size
                 size = (size, size) if isinstance(size, int) else tuple(size)
                 if None in size:
-                    raise DeployError(f'{name}: adaptive pooling with a free output size does not export')
+                    raise DeployError(f'{parent_name}.{name}: adaptive pooling with a free output size does not '
+                                      'export')
                 if size != (1, 1):
-                    setattr(parent, name, IntegralAdaptiveAvgPool2d(size))
+                    found.append((parent_name, name, size))
+    return found
+
+
+def _exportable(module: nn.Module) -> nn.Module:
+    """``module`` with every adaptive average pooling to more than 1 x 1 in summed-area form: a copy, so that the
+    model itself stays the PyTorch reference (the module itself when it has none, e.g. a classifier)."""
+    pools = _pools_to_replace(module)
+    if not pools:
+        return module
+    module = copy.deepcopy(module)
+    for parent_name, name, size in pools:
+        setattr(module.get_submodule(parent_name), name, IntegralAdaptiveAvgPool2d(size))
     return module
 
 

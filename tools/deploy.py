@@ -120,7 +120,7 @@ def main(argv=None):
         raise ru.UserError(f'--out {args.out!r}: its parent folder does not exist')
     cfg = ru.load_config(args.config, args.cfg_options, None)
     scope = cfg.default_scope
-    from davit_backbone.export import DYNAMO_MIN_SIZE, export_onnx, onnx_session
+    from davit_backbone.export import DEFAULT_OPSET, DYNAMO_MIN_SIZE, export_onnx, onnx_session
     from mmdavit.deploy import DEPLOY_FORMAT, DeployError, check_scope, graph_for, preprocess_recipe
     try:
         check_scope(scope)
@@ -180,7 +180,7 @@ def main(argv=None):
                        max_size=hi, dynamic=['batch', 'height', 'width']),
             outputs=list(graph.output_names), preprocess=recipe, classes=classes, palette=palette,
             source=dict(config=args.config, checkpoint=args.checkpoint, exporter=args.exporter,
-                        opset=args.opset or 18, torch=torch.__version__, export_shape=list(args.shape),
+                        opset=args.opset or DEFAULT_OPSET, torch=torch.__version__, export_shape=list(args.shape),
                         date=datetime.date.today().isoformat()),
             verification=rows)
         with open(osp.join(tmp, 'deploy.json'), 'w') as f:
