@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Mapping
 
 import torch
 
-__all__ = ['convert_state_dict', 'detect_format', 'unwrap_state_dict', 'to_official', 'CheckpointFormatError',
-           'OUR_KEY_PATTERN', 'fit_to_model', 'prepare_state_dict', 'adopt_state_dict', 'checkpoint_filter_fn']
+__all__ = ['convert_state_dict', 'detect_format', 'unwrap_state_dict', 'strip_module_prefix', 'to_official',
+           'CheckpointFormatError', 'OUR_KEY_PATTERN']
 
 
 class CheckpointFormatError(ValueError):
@@ -43,6 +43,12 @@ OUR_KEY_PATTERN = re.compile(
     r'|norm\d+)\.(?:weight|bias)$')
 
 
+def strip_module_prefix(sd: Mapping) -> Dict[str, torch.Tensor]:
+    """The tensors of a state dict, without the ``module.`` prefix that DDP (and mmengine's wrappers) save."""
+    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
+                       for k, v in sd.items() if isinstance(v, torch.Tensor))
+
+
 def unwrap_state_dict(obj) -> Dict[str, torch.Tensor]:
     """Finds the tensor dict inside a checkpoint object and strips DDP / OpenMMLab model prefixes."""
     if not isinstance(obj, Mapping):
@@ -51,8 +57,7 @@ def unwrap_state_dict(obj) -> Dict[str, torch.Tensor]:
         if key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
             break
-    sd = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
-                     for k, v in obj.items() if isinstance(v, torch.Tensor))
+    sd = strip_module_prefix(obj)
     if not sd:
         raise CheckpointFormatError('the checkpoint holds no tensors')
     if any(k.startswith('backbone.') for k in sd):
@@ -203,106 +208,3 @@ def convert_state_dict(checkpoint, return_format: bool = False):
 def to_official(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Our keys -> the official release's keys (the inverse of ``_from_official``), for exporting and testing."""
     return OrderedDict((_official_key(k, to_ours=False), v) for k, v in sd.items())
-
-
-def fit_to_model(sd: Mapping[str, torch.Tensor], model) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor],
-                                                                List[str]]:
-    """Our-layout state dict -> what ``model`` holds. Returns (tensors for the model, ``head.fc.*`` tensors for a
-    task head outside the model, keys dropped because the model has no place for them).
-
-    - A backbone without a head (detection, segmentation, mmpretrain's GAP + LinearClsHead) drops the classifier's
-      ``head.norm`` unless its only output is the last stage: then ``head.norm`` becomes ``norm{last}`` as in
-      mmpretrain's conversion of the official weights; the ``head.fc`` Linear is handed to the task's head.
-    - A classifier that finds no ``head.norm`` but ``norm{last}`` (an mmpretrain checkpoint) takes it as its head norm.
-    - Dense output norms the model does not have (other ``out_indices``) are dropped.
-    """
-    own = set(model.state_dict())
-    last = len(model.stages) - 1
-    sd = OrderedDict(sd)
-    has_head = 'head.norm.weight' in own
-    last_norm = f'norm{last}.'
-    if not has_head and tuple(getattr(model, 'out_indices', ())) == (last,) and f'{last_norm}weight' not in sd:
-        sd = OrderedDict((last_norm + k[len('head.norm.'):] if k.startswith('head.norm.') else k, v)
-                         for k, v in sd.items())
-    elif has_head and 'head.norm.weight' not in sd and f'{last_norm}weight' in sd:
-        sd = OrderedDict(('head.norm.' + k[len(last_norm):] if k.startswith(last_norm) else k, v)
-                         for k, v in sd.items())
-    handed_up = OrderedDict((k, v) for k, v in sd.items() if k.startswith('head.fc.') and k not in own)
-    kept = OrderedDict((k, v) for k, v in sd.items() if k in own)
-    dropped = [k for k in sd if k not in own and k not in handed_up]
-    return kept, handed_up, dropped
-
-
-def check_shapes(sd: Mapping[str, torch.Tensor], model, source: str = 'checkpoint') -> None:
-    """Raises (before anything is copied) when a tensor does not fit the model: a different arch, most likely."""
-    own = model.state_dict()
-    bad = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-           for k, v in sd.items() if k in own and v.shape != own[k].shape]
-    if bad:
-        raise CheckpointFormatError(
-            f'{source}: {len(bad)} tensor(s) have other shapes than the model (a different arch or number of '
-            f'classes?): ' + '; '.join(bad[:5]))
-
-
-def prepare_state_dict(checkpoint, model, source: str = 'checkpoint'):
-    """Any DaViT checkpoint -> (tensors for ``model``, ``head.fc`` for a task head, dropped keys, format), with every
-    check done: unknown keys and shape mismatches raise ``CheckpointFormatError`` here, before the model is touched."""
-    try:
-        sd, fmt = convert_state_dict(checkpoint, return_format=True)
-    except CheckpointFormatError as e:
-        raise CheckpointFormatError(f'{source}: {e}') from None
-    kept, handed_up, dropped = fit_to_model(sd, model)
-    if not kept:
-        raise CheckpointFormatError(f'{source}: no tensor of this {fmt}-format checkpoint exists in the model')
-    check_shapes(kept, model, source)
-    return kept, handed_up, dropped, fmt
-
-
-def adopt_state_dict(model, state_dict: dict, prefix: str, unexpected_keys: List[str]) -> Optional[str]:
-    """The model's load hook: rewrites ``state_dict`` in place so that the tensors meant for ``model`` (found under
-    ``prefix``, or, when nothing is there and the whole dict is a bare DaViT checkpoint, the whole dict) carry its
-    keys. Runs before torch copies anything; raises on unknown keys and shape mismatches. mmengine's loaders pass the
-    whole checkpoint to every submodule, so a bare DaViT file given as a detector's ``load_from`` reaches the
-    backbone here, and the classifier Linear it carries is put where the task model's head (``<parent>.head.fc``)
-    loads it next. Returns a line for the log when something was converted, moved or dropped."""
-    source = [k for k in state_dict if k.startswith(prefix)]
-    if not source:
-        if not prefix or not state_dict:
-            return None
-        try:  # nothing under our prefix: is the whole dict a bare DaViT checkpoint (maybe wrapped: 'model', ...)?
-            detect_format(unwrap_state_dict(state_dict))
-        except CheckpointFormatError:
-            return None  # not ours to judge: torch reports the missing keys
-        source = list(state_dict)
-    where = prefix.rstrip('.') or 'the model'
-    sub = OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, state_dict[k]) for k in source)
-    kept, handed_up, dropped, fmt = prepare_state_dict(sub, model, source=f'checkpoint for {where}')
-    renamed = [k for k in source if k[len(prefix):] not in kept or not k.startswith(prefix)]
-    # output norms the checkpoint lacks (Florence-2's tower has none; classifiers have no norm{i}) keep their init
-    fresh = sorted({k.rsplit('.', 1)[0] for k in model.state_dict()
-                    if re.match(r'^(?:norm\d+|head\.norm)\.', k) and k not in kept})
-    if fmt == 'ours' and not renamed:
-        return None  # already our keys, all of them used: nothing to rewrite
-    for k in source:
-        del state_dict[k]
-        if k in unexpected_keys:  # a parent module may have listed it before this hook ran
-            unexpected_keys.remove(k)
-    state_dict.update((prefix + k, v) for k, v in kept.items())
-    parent = prefix[:-len('backbone.')] if prefix.endswith('backbone.') else None
-    handed = []
-    for k, v in handed_up.items():  # to the task head if there is one and the checkpoint has not filled it already
-        if parent is not None and parent + k not in state_dict:
-            state_dict[parent + k] = v
-            handed.append(parent + k)
-        else:
-            dropped.append(k)
-    return (f'{fmt}-format DaViT checkpoint: {len(kept)} tensors loaded into {where}'
-            + (f'; classifier {handed} handed to the task head' if handed else '')
-            + (f'; {len(dropped)} without a place in this model dropped: {dropped[:6]}' if dropped else '')
-            + (f'; {fresh} not in the checkpoint: newly initialised' if fresh else ''))
-
-
-def checkpoint_filter_fn(state_dict, model):
-    """timm's pretrained filter: any DaViT layout -> this model's keys. No shape check here: timm drops a classifier
-    of another size after the filter (the load hook checks what is left)."""
-    return fit_to_model(convert_state_dict(state_dict), model)[0]

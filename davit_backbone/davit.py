@@ -31,7 +31,8 @@ import torch.utils.checkpoint as cp
 
 from . import kernels
 from .padding import _pad_hw, _pad_image, _window_size
-from .convert import checkpoint_filter_fn  # noqa: F401  timm looks it up in the model's module
+from .loading import adopt_state_dict, install_parent_hook
+from .loading import checkpoint_filter_fn  # noqa: F401  timm looks it up in the model's module
 
 __all__ = ['DaViT', 'arch_zoo', 'ARCH_OPTIONS', 'resolve_arch', 'IMAGENET_MEAN', 'IMAGENET_STD']
 
@@ -459,7 +460,7 @@ class DaViT(nn.Module):
                  device=None,
                  dtype=None):
         super().__init__()
-        _install_parent_hook()
+        install_parent_hook()
         arch = resolve_arch(arch)
         self.arch = arch
         self.embed_dims = tuple(arch['embed_dims'])
@@ -666,13 +667,12 @@ class DaViT(nn.Module):
                               error_msgs):
         """Every loader ends here (``load_state_dict``, mmengine's ``load_checkpoint``/``load_from``, timm's
         ``load_pretrained``, the task repos' inferencers): a checkpoint in any known DaViT layout is converted in
-        place, or refused with a clear error before any tensor is copied. See ``convert.adopt_state_dict``."""
+        place, or refused with a clear error before any tensor is copied. See ``loading.adopt_state_dict``."""
         self._adopt(state_dict, prefix, unexpected_keys)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
     def _adopt(self, state_dict, prefix, unexpected_keys) -> None:
-        from .convert import adopt_state_dict
         message = adopt_state_dict(self, state_dict, prefix, unexpected_keys)
         if message:
             self._log_load(message)
@@ -681,32 +681,6 @@ class DaViT(nn.Module):
         """Where the loader's report goes; the OpenMMLab adapter sends it to mmengine's logger."""
         import logging
         logging.getLogger('davit_backbone').info(message)
-
-
-def _adopt_for_davit_children(parent, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs) -> None:
-    """Load pre-hook of a module holding a DaViT. torch and mmengine hand each child only the keys under its own
-    prefix, so a bare DaViT checkpoint given to a whole task model (``load_from``, ``get_model(pretrained=...)``, an
-    inferencer's ``weights``) would never reach the backbone: the parent, which sees them, converts them first."""
-    for name, child in parent._modules.items():
-        if isinstance(child, DaViT):
-            child._adopt(state_dict, prefix + name + '.', unexpected_keys)
-
-
-def _on_submodule_registered(parent: nn.Module, name: str, submodule) -> None:
-    if isinstance(submodule, DaViT) and not getattr(parent, '_davit_load_pre_hook', False):
-        parent.register_load_state_dict_pre_hook(_adopt_for_davit_children)
-        parent._davit_load_pre_hook = True
-
-
-_PARENT_HOOK = []
-
-
-def _install_parent_hook() -> None:
-    """Once per process, when the first DaViT is built (not at import): a torch module-registration hook that gives
-    every module a DaViT is assigned to the load pre-hook above. Building a DaViT is what this changes globally."""
-    if not _PARENT_HOOK:
-        _PARENT_HOOK.append(nn.modules.module.register_module_module_registration_hook(_on_submodule_registered))
 
 
 # ------------------------------------------------------------------------------------------ timm entry points

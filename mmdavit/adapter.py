@@ -18,6 +18,7 @@ from mmengine.model import BaseModule
 from davit_backbone import DaViT as _DaViT
 
 from .checkpoint import allow_mmengine_checkpoints
+from .loading import pretrained_init_cfg
 
 OUT_TYPES = ('featmap', 'raw', 'avg_featmap', 'pre_logits')
 _STAGE_CFG_KEYS = {'window_size': 'window_size', 'ffn_ratio': 'mlp_ratio', 'qkv_bias': 'qkv_bias',
@@ -99,10 +100,7 @@ class DaViT(_DaViT, BaseModule):
         if norm_cfg is not None and norm_cfg.get('type') not in ('LN', 'LayerNorm'):
             raise ValueError(f"DaViT's output norms are LayerNorms: norm_cfg must be dict(type='LN') or None, "
                              f'got {norm_cfg}')
-        if pretrained is not None:
-            if init_cfg is not None:
-                raise ValueError('give either pretrained or init_cfg, not both')
-            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        init_cfg = pretrained_init_cfg(pretrained, init_cfg)
         # the task repos' loaders build the model before they read a checkpoint: allow mmengine's classes now
         allow_mmengine_checkpoints()
         num_stages = len(self._arch_depths(arch))

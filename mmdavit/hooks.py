@@ -26,83 +26,32 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-import random
 from collections import deque
 from typing import Optional
 
-import numpy as np
-import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size, is_main_process
-from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
-from mmengine.registry import HOOKS as MMENGINE_HOOKS
-from mmengine.registry import Registry
 
-__all__ = ['HOOKS', 'AtomicCheckpointHook', 'AtomicLocalBackend', 'atomic_write', 'TMP_SUFFIX']
+from .atomic_io import TMP_SUFFIX, atomic_backend_name, atomic_write
+from .registry import HOOKS
+from .rng import RestoreBeforeNextBatch, rng_state, set_rng_state
 
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmdavit', locations=['mmdavit.hooks'])
+__all__ = ['AtomicCheckpointHook', 'use_atomic_checkpoints', 'ATOMIC_CHECKPOINT_HOOK']
 
-TMP_SUFFIX = '.tmp'
-ATOMIC_BACKEND = 'mmdavit_atomic_local'
-
-
-def _write_all(f, data: bytes) -> None:
-    f.write(data)
+ATOMIC_CHECKPOINT_HOOK = 'mmdavit.AtomicCheckpointHook'
 
 
-def _fsync_dir(path: str) -> None:
-    # the rename is durable only once the directory entry is on disk too
-    try:
-        fd = os.open(path or '.', os.O_RDONLY)
-    except OSError:  # some filesystems do not open directories; the rename itself is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str, data) -> None:
-    """Writes ``data`` (bytes or str) to ``path`` so that ``path`` never names a partial file."""
-    if isinstance(data, str):
-        data = data.encode('utf-8')
-    path = str(path)
-    tmp = path + TMP_SUFFIX
-    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
-    try:
-        with open(tmp, 'wb') as f:
-            _write_all(f, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(osp.dirname(path))
-
-
-class AtomicLocalBackend(LocalBackend):
-    """mmengine's local file backend whose writes go through :func:`atomic_write`. ``Runner.save_checkpoint``
-    writes through the hook's ``backend_args``, so every checkpoint the hook saves (periodic and best) uses it."""
-
-    def put(self, obj: bytes, filepath) -> None:
-        atomic_write(str(filepath), obj)
-
-    def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
-        atomic_write(str(filepath), obj.encode(encoding))
-
-
-def _atomic_backend_name() -> str:
-    # registered on first use by a hook, not at import: importing mmdavit changes nothing in mmengine
-    from mmengine.fileio.backends import backends, register_backend
-    if ATOMIC_BACKEND not in backends:
-        register_backend(ATOMIC_BACKEND, AtomicLocalBackend)
-    return ATOMIC_BACKEND
+def use_atomic_checkpoints(cfg) -> None:
+    """mmengine's plain CheckpointHook in ``cfg.default_hooks`` (or none: mmengine would add one) -> ours, with the
+    same arguments, in place: for every config, whoever wrote it."""
+    hooks = cfg.get('default_hooks')
+    if hooks is None:
+        cfg.default_hooks = hooks = {}
+    if 'checkpoint' not in hooks:  # mmengine would add CheckpointHook(interval=1)
+        hooks['checkpoint'] = dict(type=ATOMIC_CHECKPOINT_HOOK, interval=1)
+    ckpt = hooks['checkpoint']
+    if isinstance(ckpt, dict) and ckpt.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook):
+        ckpt['type'] = ATOMIC_CHECKPOINT_HOOK
 
 
 class _DeferredRemovals:
@@ -123,54 +72,6 @@ class _DeferredRemovals:
         return getattr(self._backend, name)
 
 
-# ----------------------------------------------------------------------------------------------- RNG states
-def rng_state() -> dict:
-    """This process's generator states as tensors and plain values (weights-only loadable)."""
-    np_state = np.random.get_state()
-    state = {
-        'torch': torch.get_rng_state(),
-        # MT19937 keys as int64: a uint32 ndarray would need numpy's dtype classes on the unpickling allow-list
-        'numpy': (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]),
-                  float(np_state[4])),
-        'python': random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state['torch'])
-    name, keys, pos, has_gauss, gauss = state['numpy']
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = state['python']
-    random.setstate((version, tuple(internal), gauss_next))
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
-class _RestoreBeforeNextBatch:
-    """Wraps IterBasedTrainLoop's dataloader iterator after a resume. mmengine first draws the ``skip`` batches
-    already trained (that puts the sampler and the workers where they were; with ``num_workers=0`` it also spends
-    the main process's generators), so the saved states may be restored only right before the first new batch."""
-
-    def __init__(self, inner, skip: int, state: dict):
-        self._inner, self._skip, self._state = inner, skip, state
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self._skip == 0 and self._state is not None:
-            set_rng_state(self._state)
-            self._state = None
-        self._skip -= 1
-        return next(self._inner)
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-
 def _is_remote(path) -> bool:
     return path is not None and '://' in str(path)
 
@@ -187,7 +88,7 @@ class AtomicCheckpointHook(CheckpointHook):
                  file_client_args: Optional[dict] = None, **kwargs):
         self.atomic = backend_args is None and file_client_args is None and not _is_remote(out_dir)
         if self.atomic:
-            backend_args = dict(backend=_atomic_backend_name())
+            backend_args = dict(backend=atomic_backend_name())
         super().__init__(*args, out_dir=out_dir, backend_args=backend_args, file_client_args=file_client_args,
                          **kwargs)
         self._rng_to_save = None      # all ranks' states, for the checkpoint being written now
@@ -230,7 +131,7 @@ class AtomicCheckpointHook(CheckpointHook):
         mine = states[get_rank()]
         loop = runner.train_loop
         if hasattr(loop, 'dataloader_iterator'):  # IterBasedTrainLoop: after its replay of the trained batches
-            loop.dataloader_iterator = _RestoreBeforeNextBatch(loop.dataloader_iterator, loop.iter, mine)
+            loop.dataloader_iterator = RestoreBeforeNextBatch(loop.dataloader_iterator, loop.iter, mine)
         else:
             set_rng_state(mine)
 

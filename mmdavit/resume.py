@@ -23,19 +23,7 @@ class ResumeError(RuntimeError):
 
 
 from .checkpoint import load_checkpoint_file  # noqa: E402  the one weights-only loader, allow-list included
-
-
-def short_cause(e: BaseException) -> str:
-    """The gist of a loading error for a one-line message: torch wraps the cause in paragraphs of advice."""
-    text = str(e).strip()
-    lines = text.splitlines()
-    gist = lines[-1].strip() if lines else ''
-    for line in lines:
-        if 'WeightsUnpickler error:' in line:  # which global the file asks for
-            gist = line.split('WeightsUnpickler error:', 1)[1].strip()
-            break
-    gist = gist.split('. ')[0].rstrip('.')
-    return f'{type(e).__name__}: {gist}' if len(gist) < 30 else gist
+from .loading import short_cause  # noqa: E402
 
 
 def check_resumable(path: str) -> Tuple[int, int]:
@@ -50,7 +38,7 @@ def check_resumable(path: str) -> Tuple[int, int]:
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or 'state_dict' not in ckpt or not {'epoch', 'iter'} <= set(meta):
         raise ResumeError(f'{path} holds weights but no training state (meta epoch/iter): it was not written by '
-                          f'tools/train.py; start from these weights with --cfg-options load_from={path}')
+                          f'tools/train.py; start from these weights instead (load_from={path})')
     return int(meta['epoch']), int(meta['iter'])
 
 
@@ -103,6 +91,6 @@ def find_resume_checkpoint(work_dir: str, extra_dirs: Iterable[str] = ()) -> Tup
         return path, (f'resuming from {path} (epoch {epoch}, iter {it}): the newest checkpoint that loads '
                       f'({why}{skipped})')
     if bad:
-        raise ResumeError(f'--resume: no checkpoint in {work_dir} can be resumed from: {"; ".join(bad)}. Move the '
-                          'bad files (and last_checkpoint) away to start over, or name one with --resume PATH')
+        raise ResumeError(f'no checkpoint in {work_dir} can be resumed from: {"; ".join(bad)}. Move the bad files '
+                          '(and last_checkpoint) away to start over, or name the checkpoint to resume from')
     return None, f'no checkpoint in {work_dir}: starting from scratch'

@@ -23,6 +23,8 @@ import time
 import numpy as np
 
 import _cli as ru  # noqa: E402  tools/ is on sys.path as the script's folder
+import _config  # noqa: E402
+from mmdavit.loading import Checkpoint, build_model  # noqa: E402
 
 LOGIT_ATOL = 1e-4
 PIXEL_AGREEMENT = 0.999
@@ -49,9 +51,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def class_meta(cfg, obj):
+def class_meta(cfg, ckpt):
     import infer
-    saved = infer._saved_dataset_meta(obj)
+    saved = ckpt.dataset_meta
     config = infer._dataset_meta_from_config(cfg)
     classes = list(saved.get('classes') or config.get('classes') or [])
     palette = saved.get('palette') or config.get('palette')
@@ -118,7 +120,7 @@ def main(argv=None):
         raise ru.UserError(f'--out {args.out!r} exists: remove it or choose another folder')
     if not osp.isdir(osp.dirname(out)):
         raise ru.UserError(f'--out {args.out!r}: its parent folder does not exist')
-    cfg = ru.load_config(args.config, args.cfg_options, None)
+    cfg = _config.load_config(args.config, args.cfg_options, None)
     scope = cfg.default_scope
     from davit_backbone.export import DEFAULT_OPSET, DYNAMO_MIN_SIZE, export_onnx, onnx_session
     from mmdavit.deploy import DEPLOY_FORMAT, DeployError, check_scope, graph_for, preprocess_recipe
@@ -134,18 +136,12 @@ def main(argv=None):
         raise ru.UserError(f'--exporter dynamo takes inputs of {DYNAMO_MIN_SIZE} pixels a side or more: '
                            f'raise --min-size or use --exporter torchscript')
     images = verification_images(args.verify, args.shape)  # checked before the long part
-    obj = ru.read_checkpoint(args.checkpoint)
+    ckpt = Checkpoint(args.checkpoint)  # read once
 
     import torch
-    from mmengine.registry import MODELS, init_default_scope
-    import infer
-    init_default_scope(scope)
-    if cfg.get('data_preprocessor') and 'data_preprocessor' not in cfg.model:
-        # mmpretrain's configs keep it at the top level; its get_model and Runner move it into the model
-        cfg.model.data_preprocessor = cfg.data_preprocessor
-    model = MODELS.build(cfg.model)
-    ru.load_model_checkpoint(model, args.checkpoint, obj=obj)
-    note = infer.check_checkpoint_fits(model, obj, args.checkpoint, scope)
+    model = build_model(cfg)
+    ckpt.load_into(model)
+    note = ckpt.check_fits(model, scope)
     if note:
         print(note)
     model.eval()
@@ -155,8 +151,8 @@ def main(argv=None):
         recipe = preprocess_recipe(cfg, model)
     except DeployError as e:
         raise ru.UserError(str(e)) from None
-    classes, palette = class_meta(cfg, obj)
-    del obj
+    classes, palette = class_meta(cfg, ckpt)
+    del ckpt
 
     tmp = f'{out}.tmp-{os.getpid()}'
     os.makedirs(tmp)

@@ -15,6 +15,7 @@ import torch
 
 from davit_backbone.flops import count_macs
 import _cli as ru  # tools/ is on sys.path as the script's folder
+import _config
 
 DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmseg': (512, 2048), 'mmdet': (800, 1280)}
 
@@ -54,7 +55,7 @@ def main(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=__import__('mmengine').config.DictAction)
     parser.add_argument('--per-op', action='store_true', help='also print multiply-adds per op type')
     args = parser.parse_args(argv)
-    cfg = ru.load_config(args.config, args.cfg_options, None)
+    cfg = _config.load_config(args.config, args.cfg_options, None)
     shape = DEFAULT_SHAPES[cfg.default_scope] if not args.shape else (args.shape[0], args.shape[-1])
     params, macs, per_op = measure(cfg, shape)
     print(f'Input shape: {shape[0]}x{shape[1]}')

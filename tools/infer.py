@@ -36,8 +36,10 @@ import numpy as np
 warnings.filterwarnings('ignore', message='Failed to add <class')
 
 import _cli as ru  # noqa: E402  tools/ is on sys.path as the script's folder
+import _config  # noqa: E402
 from davit_deploy import rle  # noqa: E402  COCO's RLE, as pycocotools writes it
 from davit_deploy.infer import IMAGE_EXTS, infer_images, write_predictions  # noqa: E402  the loop both paths share
+from mmdavit.loading import Checkpoint, build_model  # noqa: E402
 
 TOPK = 5
 VIS_MIN_SIZE = 512  # pictures of smaller images are drawn enlarged, so that labels stay legible
@@ -84,60 +86,6 @@ def list_images(path):
     return images
 
 
-def _state_dict(obj):
-    sd = obj.get('state_dict', obj) if isinstance(obj, dict) else None
-    if not isinstance(sd, dict):
-        return {}
-    import torch
-    return {(k[len('module.'):] if k.startswith('module.') else k): v
-            for k, v in sd.items() if isinstance(v, torch.Tensor)}
-
-
-def check_checkpoint_fits(model, obj, path, scope):
-    """The inferencers load non-strictly: a checkpoint of another model would leave random weights and draw
-    nonsense. So after their loader ran, refuse what did not fill the model. Returns a note for the user or ''."""
-    import torch
-    sd = _state_dict(obj)
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd and not k.endswith('num_batches_tracked')]
-    other_shape = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if not missing and not other_shape:
-        return ''
-    if any(k.startswith('backbone.') for k in sd):  # a whole OpenMMLab model, but not of this config
-        if other_shape:
-            k = other_shape[0]
-            detail = (f'{len(other_shape)} weight(s) of another shape, e.g. {k}: {tuple(sd[k].shape)} in the '
-                      f'checkpoint, {tuple(own[k].shape)} in the model')
-        else:
-            detail = f'{len(missing)} of the model\'s weights missing, e.g. {missing[0]}'
-        raise ru.UserError(f'{path} is a checkpoint of another model than this config\'s ({detail}); '
-                           'pass the config it was trained with')
-    from davit_backbone import CheckpointFormatError, convert_state_dict
-    try:
-        ours, fmt = convert_state_dict(obj, return_format=True)
-    except CheckpointFormatError as e:
-        raise ru.UserError(f'{path}: neither a checkpoint of this model nor a DaViT checkpoint: {e}') from None
-    # A bare DaViT checkpoint (official, timm, mmpretrain, ours): the task's loader must have put it into the
-    # backbone (and a classifier's Linear into the head), else the model is still random.
-    targets = {k: v for k, v in getattr(model, 'backbone', model).state_dict().items()}
-    head_fc = getattr(getattr(model, 'head', None), 'fc', None)
-    if head_fc is not None:
-        targets.update({f'head.fc.{k}': v for k, v in head_fc.state_dict().items()})
-    shared = [k for k in ours if k in targets]
-    other = [k for k in shared if ours[k].shape != targets[k].shape]
-    if other:
-        k = other[0]
-        raise ru.UserError(f'{path}: DaViT weights of another size ({k}: {tuple(ours[k].shape)} in the checkpoint, '
-                           f'{tuple(targets[k].shape)} in the model); pass a config of the same arch and classes')
-    if not shared or not all(torch.equal(targets[k].cpu(), ours[k].to(targets[k].dtype)) for k in shared):
-        raise ru.UserError(f'{path}: a DaViT checkpoint ({fmt} format) that the {scope} inferencer did not load into '
-                           'the model; pass a checkpoint of the whole model (tools/train.py writes them)')
-    if scope == 'mmpretrain' and any(k.startswith('head.fc.') for k in shared):
-        return f'note: {path} is a DaViT classifier in the {fmt} format'
-    return (f'note: {path} holds DaViT backbone weights only ({fmt} format): the rest of the model is untrained, '
-            'so its predictions mean nothing')
-
-
 # ---------------------------------------------------------------------------------------------------- the tasks
 
 def _dataset_meta_from_config(cfg):
@@ -154,32 +102,26 @@ def _dataset_meta_from_config(cfg):
         return {}
 
 
-def _saved_dataset_meta(obj):
-    meta = obj.get('meta', {}) if isinstance(obj, dict) else {}
-    saved = meta.get('dataset_meta', {}) if isinstance(meta, dict) else {}
-    return {k.lower(): v for k, v in saved.items()} if isinstance(saved, dict) else {}
-
-
 class Task:
     """One task's inferencer behind two calls: predict an image (the inferencer's own __call__), draw it (the
     inferencer's own visualizer)."""
 
-    def __init__(self, cfg, ckpt_path, ckpt_obj, device, score_thr):
+    def __init__(self, cfg, ckpt, device, score_thr):
         from mmengine.registry import init_default_scope
         self.cfg, self.score_thr = cfg, score_thr
         # mmpretrain's inferencer builds its pipeline in whatever scope is current, not its own
         init_default_scope(cfg.default_scope)
-        self.inferencer = self.build(cfg, ckpt_path, device)
+        self.inferencer = self.build(cfg, ckpt, device)
         self.model = self.inferencer.model
-        self.classes = self.fix_classes(ckpt_obj)
+        self.classes = self.fix_classes(ckpt)
 
-    def fix_classes(self, ckpt_obj):
+    def fix_classes(self, ckpt):
         """Class names: the checkpoint's dataset_meta (tools/train.py saves it), else the config's test set. Left
         alone, the inferencers fall back to COCO / Cityscapes / ImageNet names, and mmpretrain's reads only its own
         private copy of the meta."""
         meta = dict(getattr(self.model, 'dataset_meta', None) or {})
         config = _dataset_meta_from_config(self.cfg)
-        saved = _saved_dataset_meta(ckpt_obj)
+        saved = ckpt.dataset_meta
         if saved.get('classes'):
             meta['classes'] = list(saved['classes'])
             meta['palette'] = saved.get('palette') or meta.get('palette')
@@ -198,36 +140,37 @@ class Task:
     def class_name(self, label):
         return self.classes[label] if 0 <= label < len(self.classes) else str(label)
 
-    def predict(self, path):
-        pred = self.inferencer(path, return_datasamples=True)
+    def predict(self, img):
+        pred = self.inferencer(img, return_datasamples=True)
         pred = pred['predictions'] if isinstance(pred, dict) else pred  # mmseg returns the sample itself
         return pred[0] if isinstance(pred, (list, tuple)) else pred
 
-    def picture(self, path, pred):
-        """The prediction drawn on the image, RGB. Visualizers draw text at a fixed pixel size, so small images
-        (the toy sets are 64-128 px) are drawn enlarged by a whole factor, predictions scaled with them."""
+    def picture(self, img, pred, name):
+        """The prediction drawn on the image (given BGR, returned RGB). Visualizers draw text at a fixed pixel size,
+        so small images (the toy sets are 64-128 px) are drawn enlarged by a whole factor, predictions scaled with
+        them."""
         import mmcv
-        img = mmcv.imread(path, channel_order='rgb')
+        img = mmcv.bgr2rgb(img)
         k = -(-VIS_MIN_SIZE // min(img.shape[:2])) if min(img.shape[:2]) < VIS_MIN_SIZE else 1
         if k > 1:
             img = mmcv.imrescale(img, k, interpolation='nearest')
-        return self.draw(img, self.scaled(pred, k) if k > 1 else pred, osp.basename(path))
+        return self.draw(img, self.scaled(pred, k) if k > 1 else pred, name)
 
 
 class DetTask(Task):
     def build(self, cfg, ckpt, device):
         from mmdet.apis import DetInferencer
-        inf = DetInferencer(model=cfg, weights=ckpt, device=device, scope='mmdet')
+        inf = ckpt.inferencer(DetInferencer)(model=cfg, weights=None, device=device, scope='mmdet')
         inf.show_progress = False  # a progress bar per image would drown our one line per image
         return inf
 
-    def fix_classes(self, ckpt_obj):
-        classes = super().fix_classes(ckpt_obj)
+    def fix_classes(self, ckpt):
+        classes = super().fix_classes(ckpt)
         self.inferencer.visualizer.dataset_meta = self.model.dataset_meta
         return classes
 
-    def predict(self, path):
-        return self.inferencer(path, return_datasamples=True, no_save_vis=True, no_save_pred=True)['predictions'][0]
+    def predict(self, img):
+        return self.inferencer(img, return_datasamples=True, no_save_vis=True, no_save_pred=True)['predictions'][0]
 
     def scaled(self, pred, k):
         import torch.nn.functional as F
@@ -267,12 +210,12 @@ class DetTask(Task):
 class SegTask(Task):
     def build(self, cfg, ckpt, device):
         from mmseg.apis import MMSegInferencer
-        return MMSegInferencer(model=cfg, weights=ckpt, device=device, scope='mmseg')
+        return ckpt.inferencer(MMSegInferencer)(model=cfg, weights=None, device=device, scope='mmseg')
 
-    def predict(self, path):
+    def predict(self, img):
         # the inferencer's own steps without its __call__, which draws a progress bar for every single image
         inf = self.inferencer
-        return inf.forward(next(iter(inf.preprocess([path], batch_size=1))))[0]
+        return inf.forward(next(iter(inf.preprocess([img], batch_size=1))))[0]
 
     def scaled(self, pred, k):
         import torch.nn.functional as F
@@ -306,10 +249,13 @@ class SegTask(Task):
 class ClsTask(Task):
     def build(self, cfg, ckpt, device):
         from mmpretrain.apis import ImageClassificationInferencer
-        return ImageClassificationInferencer(model=cfg, pretrained=ckpt, device=device)
+        model = build_model(cfg)  # as mmpretrain's get_model builds it, loaded from the object already read
+        ckpt.load_into(model)
+        model._config, model._dataset_meta = cfg, ckpt.dataset_meta
+        return ImageClassificationInferencer(model=model, pretrained=False, device=device)
 
-    def fix_classes(self, ckpt_obj):
-        classes = super().fix_classes(ckpt_obj)
+    def fix_classes(self, ckpt):
+        classes = super().fix_classes(ckpt)
         self.inferencer.classes = classes or None
         return classes
 
@@ -345,15 +291,15 @@ TASKS = {'mmdet': DetTask, 'mmseg': SegTask, 'mmpretrain': ClsTask}
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = ru.load_config(args.config, args.cfg_options, None)  # imports the config's custom_imports (DaViT)
+    cfg = _config.load_config(args.config, args.cfg_options, None)  # imports the config's custom_imports (DaViT)
     images = list_images(args.images)
-    ckpt = ru.read_checkpoint(args.checkpoint)  # weights_only with mmengine's classes allowed
+    ckpt = Checkpoint(args.checkpoint)  # read once, weights only; the inferencers are handed the object
     if osp.exists(args.out) and not osp.isdir(args.out):
         raise ru.UserError(f'--out {args.out!r} exists and is not a folder')
     scope = cfg.default_scope
     t0 = time.time()
-    task = TASKS[scope](cfg, args.checkpoint, ckpt, args.device, args.score_thr)
-    note = check_checkpoint_fits(task.model, ckpt, args.checkpoint, scope)
+    task = TASKS[scope](cfg, ckpt, args.device, args.score_thr)
+    note = ckpt.check_fits(task.model, scope)
     if note:
         print(note)
     del ckpt
@@ -361,10 +307,13 @@ def main(argv=None):
           f'{len(images)} image(s)')
 
     def predict(path):
-        pred = task.predict(path)
+        import mmcv
+        img = mmcv.imread(path)  # decoded once for the model and the picture (list_images decoded it to check it)
+        pred = task.predict(img)
         h, w = pred.ori_shape[:2]
         # visualizers return RGB
-        return task.picture(path, pred)[..., ::-1], dict(height=int(h), width=int(w), **task.to_json(pred))
+        return task.picture(img, pred, osp.basename(path))[..., ::-1], dict(height=int(h), width=int(w),
+                                                                             **task.to_json(pred))
 
     entries = infer_images(images, args.out, predict, task.summary)
     result = dict(task=scope, config=args.config, checkpoint=args.checkpoint, classes=task.classes,

@@ -12,6 +12,9 @@ import numbers
 import os
 
 import _cli as ru  # tools/ is on sys.path as the script's folder
+import _config
+import _dist
+from mmdavit.loading import Checkpoint, build_model
 
 
 def parse_args(argv=None):
@@ -68,9 +71,11 @@ def _apply_eval(cfg, metrics):
 
 def main():
     args = parse_args()
-    cfg = ru.load_config(args.config, args.cfg_options, args.work_dir)
-    ru.read_checkpoint(args.checkpoint)  # a missing, truncated or foreign file fails here, before anything is written
-    ru.check_datasets(cfg, ['test'])
+    cfg = _config.load_config(args.config, args.cfg_options, args.work_dir)
+    if args.out and not args.out.endswith(('.pkl', '.pickle')):
+        raise ru.UserError('--out must name a .pkl or .pickle file')
+    ckpt = Checkpoint(args.checkpoint)  # read once; a missing, truncated or foreign file fails here
+    _config.check_datasets(cfg, ['test'])
     if args.tta:
         _apply_tta(cfg)
     if args.show_dir:
@@ -79,23 +84,19 @@ def main():
         _apply_eval(cfg, args.eval)
     cfg.load_from = None  # loaded below, converting foreign formats
     cfg.resume = False
-    if args.out and not args.out.endswith(('.pkl', '.pickle')):
-        raise ru.UserError('--out must name a .pkl or .pickle file')
-    ckpt = ru.read_checkpoint(args.checkpoint)
-    ru.check_test_checkpoint(cfg, args.checkpoint, tta=args.tta, obj=ckpt)  # before the Runner writes anything
+    # The model is built and loaded here, on CPU, and handed to the Runner: a checkpoint of another model fails
+    # before the Runner writes its work dir, and the file is read and the model built once.
+    model = build_model(cfg)
+    ckpt.load_into(model.module if args.tta else model)  # the TTA wrapper holds the model as .module
+    del ckpt
     if args.validate_only:
         return
-    ru.setup_distributed(cfg, args.launcher)
-    with ru.lost_peers_as_one_line(lambda: 'a test starts over (it writes no checkpoint)'):
-        runner = ru.build_runner(cfg)
+    _dist.setup_distributed(cfg, args.launcher)
+    with _dist.lost_peers_as_one_line(lambda: 'a test starts over (it writes no checkpoint)'):
+        runner = _dist.build_runner(cfg, model=model)
         if args.out:
             from mmengine.evaluator import DumpResults
             runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-        from mmengine.model import is_model_wrapper
-        target = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        if args.tta:
-            target = target.module  # the TTA wrapper holds the model as .module
-        ru.load_model_checkpoint(target, args.checkpoint, logger=runner.logger, obj=ckpt)
         metrics = runner.test()
     # numbers.Real takes numpy's scalars too: mmseg's are float32, which numpy 2 prints as np.float32(62.85)
     print({k: round(float(v), 4) if isinstance(v, numbers.Real) else v for k, v in metrics.items()})

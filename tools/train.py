@@ -12,6 +12,8 @@ import argparse
 import sys
 
 import _cli as ru  # tools/ is on sys.path as the script's folder
+import _config
+import _dist
 
 
 def parse_args(argv=None):
@@ -33,24 +35,24 @@ def parse_args(argv=None):
 
 def main():
     args = parse_args()
-    cfg = ru.load_config(args.config, args.cfg_options, args.work_dir)
-    ru.check_datasets(cfg, ['train', 'val'])
-    ru.check_pretrained(cfg, args.launcher)
+    cfg = _config.load_config(args.config, args.cfg_options, args.work_dir)
+    _config.check_datasets(cfg, ['train', 'val'])
+    _config.check_pretrained(cfg, args.launcher)
     if args.amp:
-        ru.check_amp()
+        _config.check_amp()
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr or cfg.get('auto_scale_lr', {}).get('enable', False):
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr', {}), enable=True)
-    resume_line = ru.resolve_resume(cfg, args.resume, args.launcher)
+    resume_line = _config.resolve_resume(cfg, args.resume, args.launcher)
     if args.validate_only:
         if resume_line:
             print(resume_line, file=sys.stderr)
         print(ru.RESUME_LINE + ((cfg.load_from or '') if cfg.get('resume') else ''))
         return
-    ru.setup_distributed(cfg, args.launcher)
-    with ru.lost_peers_as_one_line(lambda: ru.last_checkpoint_hint(cfg.work_dir)):
-        runner = ru.build_runner(cfg)
+    _dist.setup_distributed(cfg, args.launcher)
+    with _dist.lost_peers_as_one_line(lambda: _dist.last_checkpoint_hint(cfg.work_dir)):
+        runner = _dist.build_runner(cfg)
         if resume_line:
             runner.logger.info(resume_line)
         runner.train()

@@ -21,6 +21,8 @@ import tempfile
 import warnings
 
 import _cli as ru  # tools/ is on sys.path as the script's folder
+import _config
+from mmdavit.schedule import learning_rates
 from mmengine.config import DictAction
 
 # nothing is trained, so no optimizer step precedes a scheduler step (and the Runner logs at ERROR level only: its
@@ -28,47 +30,6 @@ from mmengine.config import DictAction
 warnings.filterwarnings('ignore', message=re.escape('Detected call of `scheduler.step()` before `optimizer.step()`'))
 
 MAX_JSON_POINTS = 4000
-
-
-def learning_rates(cfg, model, batch_size, iters_per_epoch, work_dir):
-    """The optimizer mmengine's Runner builds from ``cfg`` for one process taking ``batch_size`` images a step (so
-    ``auto_scale_lr`` scales for that batch), and {learning rate of a parameter group before scheduling: that
-    group's learning rate at every training iteration}. ``iters_per_epoch`` matters for epoch-based loops only.
-
-    Groups that start at the same rate follow the same curve, so the schedulers are stepped on a stand-in optimizer
-    of the same type holding one group per distinct rate: hundreds of groups (one per parameter when norms and
-    biases are spared weight decay) would otherwise make 300 ImageNet epochs take minutes."""
-    import numpy as np
-    import torch
-    from mmengine.hooks import ParamSchedulerHook
-    from mmengine.optim import OptimWrapper
-    from mmengine.runner import IterBasedTrainLoop, Runner
-    from torch.utils.data import DataLoader
-    runner = Runner(model=model, work_dir=str(work_dir), default_scope=cfg.default_scope, log_level='ERROR',
-                    train_dataloader=DataLoader(range(batch_size * iters_per_epoch), batch_size=batch_size),
-                    train_cfg=cfg.train_cfg, optim_wrapper=cfg.optim_wrapper, param_scheduler=cfg.param_scheduler,
-                    auto_scale_lr=cfg.get('auto_scale_lr'))
-    # the first three steps of Runner.train(), in its order (scale_lr comes between the two builds)
-    wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
-    runner.scale_lr(wrapper, runner.auto_scale_lr)
-    optimizer = wrapper.optimizer
-    first_of_rate = {}
-    for g in optimizer.param_groups:
-        first_of_rate.setdefault(g['lr'], g)
-    rates = sorted(first_of_rate, reverse=True)
-    stand_in = type(optimizer)([dict({k: v for k, v in first_of_rate[r].items() if k != 'params'},
-                                     params=[torch.zeros(1, requires_grad=True)]) for r in rates])
-    runner.optim_wrapper = OptimWrapper(stand_in)
-    runner.param_schedulers = runner.build_param_scheduler(runner.param_schedulers)
-    hook, lrs = ParamSchedulerHook(), []
-    by_iter = isinstance(runner.train_loop, IterBasedTrainLoop)
-    for _ in range(1 if by_iter else runner.max_epochs):
-        for i in range(runner.max_iters if by_iter else iters_per_epoch):
-            lrs.append([g['lr'] for g in stand_in.param_groups])
-            hook.after_train_iter(runner, i)
-        hook.after_train_epoch(runner)
-    lrs = np.array(lrs)
-    return optimizer, {r: lrs[:, k] for k, r in enumerate(rates)}
 
 
 def dataset_length(cfg):
@@ -144,7 +105,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.gpus < 1 or (args.dataset_size is not None and args.dataset_size < 1):
         raise ru.UserError('--gpus and --dataset-size must be positive')
-    cfg = ru.load_config(args.config, args.cfg_options, None)
+    cfg = _config.load_config(args.config, args.cfg_options, None)
     out = args.out or osp.join(cfg.work_dir, 'lr_curve.png')
     if osp.splitext(out)[1].lower() not in ('.png', '.jpg', '.svg', '.pdf'):
         raise ru.UserError(f'--out {out!r}: name a picture (.png, .jpg, .svg or .pdf)')

@@ -1,0 +1,207 @@
+"""How weights enter a DaViT: the one path every loader ends in.
+
+``convert.py`` knows the key layouts (official, timm, mmpretrain, Florence-2, ours); this module decides what of a
+converted checkpoint a given model takes, refuses what does not fit before any tensor is copied, and puts itself
+where every loader passes by:
+
+- ``DaViT._load_from_state_dict`` calls :func:`adopt_state_dict` (``load_state_dict``, mmengine's
+  ``load_checkpoint``/``load_from``/``init_cfg=Pretrained``, timm's ``load_pretrained``, the task repos' inferencers);
+- a module holding a DaViT gets :func:`_adopt_for_davit_children` as its load pre-hook (see
+  :func:`install_parent_hook` for why, and what it costs);
+- :func:`load_file` reads a file (weights only), :func:`load_pretrained` reads, loads and reports in one call, and
+  :func:`checkpoint_filter_fn` is timm's pretrained filter.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from typing import Dict, List, Mapping, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from . import davit as _davit  # the class, for isinstance at load time (davit.py imports this module first)
+from .convert import CheckpointFormatError, convert_state_dict, detect_format, unwrap_state_dict
+
+__all__ = ['load_file', 'load_pretrained', 'fit_to_model', 'check_shapes', 'prepare_state_dict', 'adopt_state_dict',
+           'checkpoint_filter_fn', 'install_parent_hook']
+
+
+# ------------------------------------------------------------------------------------------------ reading a file
+def load_file(path: str, map_location='cpu'):
+    """The object stored in ``path`` (.pth/.pt/.bin via ``torch.load(weights_only=True)``, .safetensors via
+    safetensors), with errors that name the file.
+
+    ``weights_only=True`` refuses every pickled class not on torch's allow-list, so a file cannot run code while it
+    is read. Plain state dicts (official, timm, mmpretrain weights) need nothing more; training checkpoints that
+    pickle other objects need their classes allowed first (``mmdavit.checkpoint`` allows exactly those of mmengine's
+    checkpoints)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path!r}')
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file as load_safetensors
+        try:
+            return load_safetensors(path, device=str(map_location))
+        except Exception as e:
+            raise RuntimeError(f'could not read safetensors file {path!r}: {type(e).__name__}: {e}') from e
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zips, foreign pickles and refused classes come as many exception types
+        raise RuntimeError(f'could not load checkpoint {path!r}: {type(e).__name__}: {e}') from e
+
+
+def fit_to_model(sd: Mapping[str, torch.Tensor], model) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor],
+                                                                List[str]]:
+    """Our-layout state dict -> what ``model`` holds. Returns (tensors for the model, ``head.fc.*`` tensors for a
+    task head outside the model, keys dropped because the model has no place for them).
+
+    - A backbone without a head (detection, segmentation, mmpretrain's GAP + LinearClsHead) drops the classifier's
+      ``head.norm`` unless its only output is the last stage: then ``head.norm`` becomes ``norm{last}`` as in
+      mmpretrain's conversion of the official weights; the ``head.fc`` Linear is handed to the task's head.
+    - A classifier that finds no ``head.norm`` but ``norm{last}`` (an mmpretrain checkpoint) takes it as its head norm.
+    - Dense output norms the model does not have (other ``out_indices``) are dropped.
+    """
+    own = set(model.state_dict())
+    last = len(model.stages) - 1
+    sd = OrderedDict(sd)
+    has_head = 'head.norm.weight' in own
+    last_norm = f'norm{last}.'
+    if not has_head and tuple(getattr(model, 'out_indices', ())) == (last,) and f'{last_norm}weight' not in sd:
+        sd = OrderedDict((last_norm + k[len('head.norm.'):] if k.startswith('head.norm.') else k, v)
+                         for k, v in sd.items())
+    elif has_head and 'head.norm.weight' not in sd and f'{last_norm}weight' in sd:
+        sd = OrderedDict(('head.norm.' + k[len(last_norm):] if k.startswith(last_norm) else k, v)
+                         for k, v in sd.items())
+    handed_up = OrderedDict((k, v) for k, v in sd.items() if k.startswith('head.fc.') and k not in own)
+    kept = OrderedDict((k, v) for k, v in sd.items() if k in own)
+    dropped = [k for k in sd if k not in own and k not in handed_up]
+    return kept, handed_up, dropped
+
+
+def check_shapes(sd: Mapping[str, torch.Tensor], model, source: str = 'checkpoint') -> None:
+    """Raises (before anything is copied) when a tensor does not fit the model: a different arch, most likely."""
+    own = model.state_dict()
+    bad = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+           for k, v in sd.items() if k in own and v.shape != own[k].shape]
+    if bad:
+        raise CheckpointFormatError(
+            f'{source}: {len(bad)} tensor(s) have other shapes than the model (a different arch or number of '
+            f'classes?): ' + '; '.join(bad[:5]))
+
+
+def prepare_state_dict(checkpoint, model, source: str = 'checkpoint'):
+    """Any DaViT checkpoint -> (tensors for ``model``, ``head.fc`` for a task head, dropped keys, format), with every
+    check done: unknown keys and shape mismatches raise ``CheckpointFormatError`` here, before the model is touched."""
+    try:
+        sd, fmt = convert_state_dict(checkpoint, return_format=True)
+    except CheckpointFormatError as e:
+        raise CheckpointFormatError(f'{source}: {e}') from None
+    kept, handed_up, dropped = fit_to_model(sd, model)
+    if not kept:
+        raise CheckpointFormatError(f'{source}: no tensor of this {fmt}-format checkpoint exists in the model')
+    check_shapes(kept, model, source)
+    return kept, handed_up, dropped, fmt
+
+
+def adopt_state_dict(model, state_dict: dict, prefix: str, unexpected_keys: List[str]) -> Optional[str]:
+    """The model's load hook: rewrites ``state_dict`` in place so that the tensors meant for ``model`` (found under
+    ``prefix``, or, when nothing is there and the whole dict is a bare DaViT checkpoint, the whole dict) carry its
+    keys. Runs before torch copies anything; raises on unknown keys and shape mismatches. mmengine's loaders pass the
+    whole checkpoint to every submodule, so a bare DaViT file given as a detector's ``load_from`` reaches the
+    backbone here, and the classifier Linear it carries is put where the task model's head (``<parent>.head.fc``)
+    loads it next. Returns a line for the log when something was converted, moved or dropped."""
+    source = [k for k in state_dict if k.startswith(prefix)]
+    if not source:
+        if not prefix or not state_dict:
+            return None
+        try:  # nothing under our prefix: is the whole dict a bare DaViT checkpoint (maybe wrapped: 'model', ...)?
+            detect_format(unwrap_state_dict(state_dict))
+        except CheckpointFormatError:
+            return None  # not ours to judge: torch reports the missing keys
+        source = list(state_dict)
+    where = prefix.rstrip('.') or 'the model'
+    sub = OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, state_dict[k]) for k in source)
+    kept, handed_up, dropped, fmt = prepare_state_dict(sub, model, source=f'checkpoint for {where}')
+    renamed = [k for k in source if k[len(prefix):] not in kept or not k.startswith(prefix)]
+    # output norms the checkpoint lacks (Florence-2's tower has none; classifiers have no norm{i}) keep their init
+    fresh = sorted({k.rsplit('.', 1)[0] for k in model.state_dict()
+                    if re.match(r'^(?:norm\d+|head\.norm)\.', k) and k not in kept})
+    if fmt == 'ours' and not renamed:
+        return None  # already our keys, all of them used: nothing to rewrite
+    for k in source:
+        del state_dict[k]
+        if k in unexpected_keys:  # a parent module may have listed it before this hook ran
+            unexpected_keys.remove(k)
+    state_dict.update((prefix + k, v) for k, v in kept.items())
+    parent = prefix[:-len('backbone.')] if prefix.endswith('backbone.') else None
+    handed = []
+    for k, v in handed_up.items():  # to the task head if there is one and the checkpoint has not filled it already
+        if parent is not None and parent + k not in state_dict:
+            state_dict[parent + k] = v
+            handed.append(parent + k)
+        else:
+            dropped.append(k)
+    return (f'{fmt}-format DaViT checkpoint: {len(kept)} tensors loaded into {where}'
+            + (f'; classifier {handed} handed to the task head' if handed else '')
+            + (f'; {len(dropped)} without a place in this model dropped: {dropped[:6]}' if dropped else '')
+            + (f'; {fresh} not in the checkpoint: newly initialised' if fresh else ''))
+
+
+def checkpoint_filter_fn(state_dict, model):
+    """timm's pretrained filter: any DaViT layout -> this model's keys. No shape check here: timm drops a classifier
+    of another size after the filter (the load hook checks what is left)."""
+    return fit_to_model(convert_state_dict(state_dict), model)[0]
+
+
+def load_pretrained(model: nn.Module, checkpoint: Union[str, dict], strict: bool = False) -> dict:
+    """Loads ``checkpoint`` (a path or a loaded object, any supported layout) into ``model``.
+
+    The same conversion runs inside ``model.load_state_dict`` (the model's load hook), so this is a convenience that
+    also reads the file and reports: a dict with ``format`` and the ``missing``, ``unexpected`` and ``dropped`` keys
+    (``dropped``: what the model has no place for, e.g. a classifier head for a detection backbone). Unknown keys and
+    shape mismatches raise ``CheckpointFormatError`` before the model is touched.
+    """
+    source = checkpoint if isinstance(checkpoint, str) else 'state dict'
+    obj = load_file(checkpoint) if isinstance(checkpoint, str) else checkpoint
+    kept, handed_up, dropped, fmt = prepare_state_dict(obj, model, source=source)
+    result = model.load_state_dict(kept, strict=strict)
+    return dict(format=fmt, missing=list(result.missing_keys), unexpected=list(result.unexpected_keys),
+                dropped=dropped + list(handed_up))
+
+
+# ------------------------------------------------------------------------------- a DaViT inside a larger model
+def _adopt_for_davit_children(parent, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+    """Load pre-hook of a module holding a DaViT. torch and mmengine hand each child only the keys under its own
+    prefix, so a bare DaViT checkpoint given to a whole task model (``load_from``, ``get_model(pretrained=...)``, an
+    inferencer's ``weights``) would never reach the backbone: the parent, which sees them, converts them first."""
+    for name, child in parent._modules.items():
+        if isinstance(child, _davit.DaViT):
+            child._adopt(state_dict, prefix + name + '.', unexpected_keys)
+
+
+def _on_submodule_registered(parent: nn.Module, name: str, submodule) -> None:
+    if isinstance(submodule, _davit.DaViT) and not getattr(parent, '_davit_load_pre_hook', False):
+        parent.register_load_state_dict_pre_hook(_adopt_for_davit_children)
+        parent._davit_load_pre_hook = True
+
+
+_PARENT_HOOK = []
+
+
+def install_parent_hook() -> None:
+    """Once per process, when the first DaViT is built (not at import): a torch module-registration hook that gives
+    every module a DaViT is assigned to the load pre-hook above.
+
+    Why: torch and mmengine hand each child only the keys under its own prefix, and mmpretrain's ``get_model``,
+    mmdet's/mmseg's inferencers and mmengine's ``load_from`` load a file into the whole task model. A bare DaViT
+    checkpoint (official, timm, mmpretrain) given to them has no ``backbone.`` prefix, so without this it would load
+    nothing and leave the backbone random, silently. No hook of theirs runs with the parent's view of the keys.
+
+    What it costs: this is the one process-wide change that building a DaViT makes. Every later module assignment in
+    the process (any model, ours or not) runs one ``isinstance`` check; a module that is given a DaViT child gets
+    one load pre-hook, which does nothing for keys that already carry the child's prefix (a checkpoint of the whole
+    model). torch offers no narrower hook: a child cannot learn its parent at assignment time."""
+    if not _PARENT_HOOK:
+        _PARENT_HOOK.append(nn.modules.module.register_module_module_registration_hook(_on_submodule_registered))
