@@ -10,9 +10,23 @@ for p in (ROOT, os.path.join(ROOT, 'tests'), os.path.join(ROOT, 'tools')):  # to
         sys.path.insert(0, p)
 # timm's vendored test file runs only through tests/davit_backbone/test_timm_contract.py, on our model names
 collect_ignore = ['third_party']
-torch.set_num_threads(max(1, os.cpu_count() or 1))
+# the cores shared among pytest-xdist's workers (pytest -n N), each taking its part
+torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT') or 1)))
 
 
 @pytest.fixture
 def seed():
     torch.manual_seed(0)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Modules holding slow tests first, the slowest-looking first (pytest -n hands whole files to its workers in this
+    order, with --dist loadfile): the long end-to-end files then overlap one another instead of leaving one worker
+    busy at the end. Within a module the order stays as written."""
+    slow = {}
+    for item in items:
+        slow[item.module.__name__] = slow.get(item.module.__name__, 0) + (item.get_closest_marker('slow') is not None)
+    first_seen = {}
+    for i, item in enumerate(items):
+        first_seen.setdefault(item.module.__name__, i)
+    items.sort(key=lambda item: (-slow[item.module.__name__], first_seen[item.module.__name__]))

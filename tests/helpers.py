@@ -46,11 +46,16 @@ def run_tool(*args, env=None, timeout=900, cwd=ROOT):
 
 
 def toy_data(kind):
-    """Generates (once per machine) the toy set of that kind under data/ and returns its path."""
+    """Generates (once per machine) the toy set of that kind under data/ and returns its path. A lock file makes
+    the test processes of a parallel run (pytest -n) wait for the one that writes it."""
+    import fcntl
     path = os.path.join(ROOT, 'data', f'toy_{kind}')
-    if not os.path.exists(path):
-        r = run_tool(sys.executable, 'tools/make_toy_data.py', kind, path)
-        assert r.returncode == 0, r.stderr
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(path):
+            r = run_tool(sys.executable, 'tools/make_toy_data.py', kind, path)
+            assert r.returncode == 0, r.stderr
     return path
 
 
@@ -60,12 +65,15 @@ def config_files(folder):
 
 
 def build_from_config(path, **overrides):
-    """Builds the model of a config in its own scope (what tools/train.py does, minus the Runner)."""
-    from mmengine.registry import MODELS, init_default_scope
-    import _cli as ru
-    cfg = ru.load_config(path, overrides or None, None)
-    init_default_scope(cfg.default_scope)
-    return cfg, MODELS.build(cfg.model)
+    """Builds the model of a config in its own scope, ``pretrained`` mapped as tools/train.py maps it."""
+    from mmengine.config import Config
+
+    from mmdavit.loading import build_model, map_pretrained
+    cfg = Config.fromfile(path if os.path.isabs(path) else os.path.join(ROOT, path))
+    if overrides:
+        cfg.merge_from_dict(overrides)
+    map_pretrained(cfg.model)
+    return cfg, build_model(cfg)
 
 
 def scalars(work_dir):
@@ -183,3 +191,62 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_ke
 randomness = dict(seed=0)
 ''')
     return path
+
+
+def florence2_file(tmp_path, arch):
+    """A checkpoint in the Florence-2 release's layout (the whole VLM: vision tower plus language-model tensors) of
+    a random DaViT whose norms are random too; returns (that DaViT, the file's path)."""
+    import torch
+
+    from davit_backbone import DaViT
+    torch.manual_seed(0)
+    ref = randomize_norms(DaViT(arch, num_classes=0))
+    sd = dict(to_florence2(ref.state_dict()), **{'language_model.lm_head.weight': torch.randn(4, 4),
+                                                   'image_projection': torch.randn(256, 8)})
+    path = tmp_path / 'pytorch_model.bin'
+    torch.save(sd, path)
+    return ref, str(path)
+
+
+def check_training_from_florence2_file(config, options, tmp_path):
+    """The Florence-2 options (windows of 12, 3x3 downsampling, channel attention v2) through the adapter: a toy run
+    of ``config`` starts from a Florence-2 file given as the backbone's ``pretrained``, and trains."""
+    cfg, model = build_from_config(config)
+    bb = model.backbone
+    assert bb.window_size == 12 and bb.down_kernel_size == 3 and bb.channel_attn_v2
+    assert bb.stages[0].blocks[0].channel_block.attn.v2
+    ref, path = florence2_file(tmp_path, cfg.model.backbone.arch)
+    wd = str(tmp_path / 'wd')
+    r = python_tool('tools/train.py', config, '--work-dir', wd, '--cfg-options',
+                    f'model.backbone.pretrained={path}', *options)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-4000:]
+    assert 'florence2-format DaViT checkpoint' in log and 'newly initialised' in log, log[-4000:]
+    losses = [s['loss'] for s in scalars(wd) if 'loss' in s]
+    assert losses and all(l == l and l < 1e4 for l in losses), losses  # finite: the train steps ran
+    # the run started from the file: the trained stem moved from it only by a few small AdamW steps
+    ckpt = sorted(f for f in os.listdir(wd) if f.endswith('.pth'))
+    trained = saved_tensors(os.path.join(wd, ckpt[-1]))
+    assert (trained['backbone.stem.conv.weight'] - ref.state_dict()['stem.conv.weight']).abs().max() < 0.05
+
+def analytic_macs(arch, height, width, num_classes=0, window=7, mlp_ratio=4):
+    """DaViT's multiply-accumulates written out by hand from the architecture (every conv, Linear and attention
+    product, padding included): the reference davit_backbone/flops.py is checked against."""
+    import math
+
+    from davit_backbone import resolve_arch
+    a = resolve_arch(arch)
+    dims, depths, heads = a['embed_dims'], a['depths'], a['num_heads']
+    h, w = math.ceil(height / 4), math.ceil(width / 4)
+    macs = h * w * dims[0] * 3 * 7 * 7  # stem conv
+    for i, (c, depth, nh) in enumerate(zip(dims, depths, heads)):
+        if i:
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+            macs += h * w * c * dims[i - 1] * 2 * 2  # downsample conv
+        n = h * w
+        hp, wp = math.ceil(h / window) * window, math.ceil(w / window) * window
+        per_sub = 2 * n * c * 9 + n * (4 * c * c + 2 * mlp_ratio * c * c)  # two CPEs, qkv + proj, MLP
+        spatial = per_sub + (hp * wp - n) * 4 * c * c + 2 * hp * wp * window * window * c  # padded tokens, QK^T, AV
+        channel = per_sub + 2 * n * c * (c // nh)  # K^T V and its product with Q^T, per head
+        macs += depth * (spatial + channel)
+    return macs + dims[-1] * num_classes

@@ -20,26 +20,35 @@ OURS = ('DaViT_tiny', 'DaViT_base_fl')
 HUB_TESTS = ('test_model_load_pretrained', 'test_model_features_pretrained')
 
 
-def _outcomes(stdout):
-    """{model name (tag dropped): {test function: outcome}} from pytest's -rA summary lines."""
+def _outcomes(junit_xml):
+    """{model name (tag dropped): {test function: outcome}} from the run's JUnit XML report (pytest's own)."""
+    import xml.etree.ElementTree as ET
     out = collections.defaultdict(dict)
-    for outcome, func, params in re.findall(r'^(PASSED|FAILED|ERROR|SKIPPED)\S* test_models\.py::(\w+)\[([^\]]+)\]',
-                                            stdout, re.M):
-        name = next(p for p in params.split('-') if not p.isdigit()).split('.')[0]
-        out[name][func] = outcome
+    for case in ET.parse(junit_xml).getroot().iter('testcase'):
+        m = re.match(r'(\w+)\[([^\]]+)\]$', case.get('name', ''))
+        if not m:
+            continue
+        kinds = {child.tag for child in case}
+        outcome = ('FAILED' if 'failure' in kinds else 'ERROR' if 'error' in kinds
+                   else 'SKIPPED' if 'skipped' in kinds else 'PASSED')
+        name = next(p for p in m.group(2).split('-') if not p.isdigit()).split('.')[0]
+        out[name][m.group(1)] = outcome
     return out
 
 
 @pytest.mark.slow
-def test_timm_model_suite_passes_on_our_models():
+def test_timm_model_suite_passes_on_our_models(tmp_path):
     timm = pytest.importorskip('timm')
     assert timm.__version__ == '1.0.31', 'the vendored test file is timm 1.0.31\'s: update it with the pin'
-    r = run_tool(sys.executable, '-m', 'pytest', 'test_models.py', '-p', 'davit_timm_plugin', '-q', '-rA',
+    report = tmp_path / 'timm.xml'
+    r = run_tool(sys.executable, '-m', 'pytest', 'test_models.py', '-p', 'davit_timm_plugin', '-q',
+                 f'--junitxml={report}',
                  '-p', 'no:cacheprovider', '-o', 'addopts=', '-k', ' and '.join(f'not {t}' for t in HUB_TESTS),
                  cwd=TIMM_TESTS, timeout=1800,
                  env={'DAVIT_TIMM_MODELS': ','.join(('davit_tiny',) + OURS),
                       'PYTHONPATH': os.pathsep.join([ROOT, TIMM_TESTS, os.environ.get('PYTHONPATH', '')])})
-    outcomes = _outcomes(r.stdout)
+    assert report.is_file(), r.stdout[-3000:] + r.stderr[-3000:]
+    outcomes = _outcomes(str(report))
     reference = {f for f, o in outcomes['davit_tiny'].items() if o == 'PASSED'}
     # forward/backward, default cfgs, torchscript, features_only (hooks and getter), forward_intermediates,
     # pruning, fx forward/backward, fx + torchscript, plus the davit-specific parametrisations

@@ -10,6 +10,15 @@ import mmcls_davit  # noqa: F401  type='DaViT' in mmpretrain's scope is ours fro
 from mmdavit import DaViTMMPretrain
 
 
+@pytest.fixture(autouse=True)
+def mmpretrain_scope():
+    """mmpretrain's registries and inferencers resolve names in the current default scope, which another test of
+    the same process (another task's) may have left elsewhere."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
+
+
 def _classifier(num_classes, seed=0):
     torch.manual_seed(seed)
     return randomize_norms(DaViT('tiny', num_classes=num_classes))

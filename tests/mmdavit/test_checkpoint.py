@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 
-from davit_backbone import load_file
 from mmdavit.checkpoint import allow_mmengine_checkpoints, load_checkpoint_file
 
 
@@ -32,14 +31,3 @@ def test_history_buffer_loads_and_other_getattr_is_refused(tmp_path):
     torch.save({'x': _GetattrOnStr()}, evil)
     with pytest.raises(RuntimeError, match='refused'):
         load_checkpoint_file(str(evil))
-
-
-def test_truncated_and_missing_files_name_the_file(tmp_path):
-    good = tmp_path / 'good.pth'
-    torch.save({'w': torch.ones(1000)}, good)
-    cut = tmp_path / 'cut.pth'
-    cut.write_bytes(good.read_bytes()[:500])
-    with pytest.raises(RuntimeError, match='cut.pth'):
-        load_file(str(cut))
-    with pytest.raises(FileNotFoundError, match='nope.pth'):
-        load_file(str(tmp_path / 'nope.pth'))

@@ -13,7 +13,7 @@ def _ckpt(path, epoch, it=None, **extra):
 
 
 def test_atomic_write_leaves_old_file_when_the_write_dies(tmp_path, monkeypatch):
-    import mmdavit.hooks as hooks
+    import mmdavit.atomic_io as hooks
     target = tmp_path / 'last_checkpoint'
     hooks.atomic_write(str(target), 'old')
 
@@ -63,7 +63,7 @@ def test_weights_alone_are_not_resumable(tmp_path):
 def test_resume_state_loads_weights_only(tmp_path):
     """What an exact resume needs beyond mmengine's own keys: every rank's generator states, and (with --amp)
     the loss scaler's state inside the optimizer's. Both must load with weights_only=True."""
-    import mmdavit.hooks as hooks
+    import mmdavit.rng as hooks
     from mmdavit.resume import check_resumable, load_checkpoint_file
     scaler = torch.amp.GradScaler('cpu', init_scale=2.0 ** 11)
     scaler._growth_tracker = torch.tensor(7)  # noqa  as after 7 steps without overflow
@@ -93,9 +93,11 @@ def test_resume_state_loads_weights_only(tmp_path):
 def test_every_config_gets_the_atomic_hook_with_its_arguments(path):
     from mmengine.config import Config
 
-    import _cli
+    from mmdavit.hooks import use_atomic_checkpoints
     plain = Config.fromfile(os.path.join(ROOT, path)).default_hooks.checkpoint
-    ours = _cli.load_config(os.path.join(ROOT, path), None, None).default_hooks.checkpoint
+    cfg = Config.fromfile(os.path.join(ROOT, path))
+    use_atomic_checkpoints(cfg)
+    ours = cfg.default_hooks.checkpoint
     assert ours.pop('type') == 'mmdavit.AtomicCheckpointHook'
     plain.pop('type')
     assert ours == plain

@@ -7,18 +7,31 @@ import pytest
 import torch
 
 from helpers import ROOT, build_from_config, config_files, drop_path_rates, weight_decay_of
-from vis_scheduler import learning_rates
+from mmdavit.schedule import learning_rates
 
 CONFIGS = config_files('mmdet') + [os.path.join(ROOT, 'configs', n) for n in (
     'davit_retinanet_1x_coco.py', 'davit_retinanet_3x_coco.py', 'davit_maskrcnn_1x_coco.py',
     'davit_maskrcnn_3x_coco.py')] + [p for p in config_files('toy') if 'coco' in p]
 
 
-def test_twelve_configs_exist():
+def test_the_papers_twelve_configs_are_what_their_names_say():
+    """The paper's twelve (RetinaNet and Mask R-CNN; T, S, B; 1x and 3x) and Florence-2's, each building the
+    detector, arch and schedule its name says (12 epochs with lr steps at 8 and 11, or 36 with 27 and 33)."""
+    from mmengine.config import Config
     names = {os.path.basename(p) for p in config_files('mmdet')}
     expected = {f'{m}_davit-{a}_fpn_{s}_coco.py' for m in ('retinanet', 'mask-rcnn') for a in 'tsb'
                 for s in ('1x', '3x')}
-    assert expected | {'mask-rcnn_davit-b-fl_fpn_1x_coco.py'} == names  # the paper's twelve and Florence-2's
+    assert expected | {'mask-rcnn_davit-b-fl_fpn_1x_coco.py'} == names
+    for name in sorted(names):
+        cfg = Config.fromfile(os.path.join(ROOT, 'configs/mmdet', name))
+        model, arch, schedule = re.match(r'(retinanet|mask-rcnn)_davit-([tsb](?:-fl)?)_fpn_(1x|3x)_coco', name).groups()
+        assert cfg.model.type == {'retinanet': 'RetinaNet', 'mask-rcnn': 'MaskRCNN'}[model], name
+        assert cfg.model.backbone.arch == {'t': 'tiny', 's': 'small', 'b': 'base', 'b-fl': 'base_fl'}[arch], name
+        steps = [s for s in cfg.param_scheduler if s.type == 'MultiStepLR']
+        assert (cfg.train_cfg.max_epochs, steps[0].milestones) == {'1x': (12, [8, 11]), '3x': (36, [27, 33])}[
+            schedule], name
+        # the official release's DETR-style multi-scale augmentation, for both schedules
+        assert 'RandomChoice' in [t.type for t in cfg.train_dataloader.dataset.pipeline], name
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers import ROOT, build_from_config, config_files, drop_path_rates, weight_decay_of
-from vis_scheduler import learning_rates
+from mmdavit.schedule import learning_rates
 
 T_CONFIG = os.path.join(ROOT, 'configs/mmseg/upernet_davit-t_8xb2-160k_ade20k-512x512.py')
 CONFIGS = config_files('mmseg') + [os.path.join(ROOT, 'configs', 'upernet_davit_512x512_160k_ade20k.py')]

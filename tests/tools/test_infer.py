@@ -222,7 +222,7 @@ def test_bad_inputs_one_error_and_nothing_written(ckpts, models, tmp_path):
     cases = _bad_cases(tmp_path, ckpts, models)
     for name, (args, expected) in cases.items():
         out = tmp_path / 'out'
-        with pytest.raises(_cli.UserError) as err:
+        with pytest.raises(_cli.INPUT_ERRORS) as err:
             infer(*args, '--out', out)
         msg = str(err.value)
         assert expected in msg and '\n' not in msg, (name, msg)

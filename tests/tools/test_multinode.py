@@ -271,8 +271,9 @@ def test_bad_node_settings_are_one_line(env, says, tmp_path):
 @pytest.mark.parametrize('value', [0, -5, 'ten', True])
 def test_bad_timeout_is_one_line(value):
     import _cli as ru
+    import _config
     with pytest.raises(ru.UserError, match=r'env_cfg.dist_cfg.timeout must be a number of seconds > 0'):
-        ru.load_config(os.path.join(ROOT, 'configs', 'toy', 'davit-t_toy-imagefolder.py'),
+        _config.load_config(os.path.join(ROOT, 'configs', 'toy', 'davit-t_toy-imagefolder.py'),
                        {'env_cfg.dist_cfg.timeout': value}, None)
 
 
@@ -282,9 +283,10 @@ def test_gpu_path_hands_mmengine_the_timeout(monkeypatch, given, expected):
     beside the config's own backend (launcher slurm: no PR_SET_PDEATHSIG on this test process)."""
     import torch
 
-    import _cli as ru
+    import _config
+    import _dist
     options = {'env_cfg.dist_cfg.timeout': given} if given else None
-    cfg = ru.load_config(os.path.join(ROOT, 'configs', 'toy', 'davit-t_toy-imagefolder.py'), options, None)
+    cfg = _config.load_config(os.path.join(ROOT, 'configs', 'toy', 'davit-t_toy-imagefolder.py'), options, None)
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    ru.setup_distributed(cfg, 'slurm')
+    _dist.setup_distributed(cfg, 'slurm')
     assert cfg.env_cfg.dist_cfg == dict(backend='nccl', timeout=expected)

@@ -1,8 +1,10 @@
 """Bad input at every entry point: one line, exit code 2, nothing written; the launchers check it once, before
 torchrun starts workers (which would each print it and end in torchrun's ChildFailedError)."""
+import os
+
 import pytest
 
-from helpers import python_tool, run_tool, toy_data
+from helpers import ROOT, python_tool, run_tool, toy_data
 
 
 def _one_error_line(stderr):
@@ -62,3 +64,16 @@ def test_test_tool_on_truncated_or_foreign_checkpoint_is_one_line_and_writes_not
                         str(tmp_path / 'wd'))
         assert r.returncode == 2 and _one_error_line(r.stderr) and says in r.stderr, r.stderr[-2000:]
         assert not (tmp_path / 'wd').exists()
+
+
+def test_florence2_configs_backbone_pretrained_is_checked_before_anything_is_written(tmp_path):
+    """configs/mmdet/mask-rcnn_davit-b-fl... names its weights as backbone.pretrained: the tools check that file
+    early too (it used to be found missing only once the Runner had made its work dir)."""
+    import _cli
+    import _config
+    cfg = _config.load_config(os.path.join(ROOT, 'configs/mmdet/mask-rcnn_davit-b-fl_fpn_1x_coco.py'),
+                              {'model.backbone.pretrained': str(tmp_path / 'absent.bin')}, str(tmp_path / 'wd'))
+    assert cfg.model.backbone.init_cfg.checkpoint == str(tmp_path / 'absent.bin')
+    with pytest.raises(_cli.UserError, match='absent.bin'):
+        _config.check_pretrained(cfg)
+    assert not (tmp_path / 'wd').exists()
