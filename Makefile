@@ -17,6 +17,8 @@ WH_TORCH_INDEX ?=
 WH_GLIBC ?=
 PY := $(DAVIT_VENV)/bin/python
 PYTEST_ARGS ?=
+# test processes (pytest-xdist; whole files per process, so that a file's trained fixtures are made once); 0: one
+TEST_JOBS ?= auto
 
 .PHONY: env demo demo-det demo-long demo-seg test test-fast docs flops benchmark clean-env wheelhouse gpu-check
 
@@ -41,11 +43,11 @@ demo-seg: env
 	@bash tools/demo.sh seg
 
 test: env
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 # the suite without the multi-process and end-to-end training runs
 test-fast: env
-	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not slow" -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 # NO_MKDOCS_2_WARNING: mkdocs-material's end-of-life banner, printed on every build
 docs: env
