@@ -202,6 +202,8 @@ def install_parent_hook() -> None:
     What it costs: this is the one process-wide change that building a DaViT makes. Every later module assignment in
     the process (any model, ours or not) runs one ``isinstance`` check; a module that is given a DaViT child gets
     one load pre-hook, which does nothing for keys that already carry the child's prefix (a checkpoint of the whole
-    model). torch offers no narrower hook: a child cannot learn its parent at assignment time."""
+    model). torch offers no narrower hook: a child cannot learn its parent at assignment time. Measured
+    (2026-12-04, 2 cores): building torchvision's ResNet-50 on the meta device (151 modules, no weight init) takes
+    26.5 ms with the hook installed, 25.4 ms without."""
     if not _PARENT_HOOK:
         _PARENT_HOOK.append(nn.modules.module.register_module_module_registration_hook(_on_submodule_registered))
