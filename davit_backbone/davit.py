@@ -460,7 +460,7 @@ class DaViT(nn.Module):
                  device=None,
                  dtype=None):
         super().__init__()
-        install_parent_hook()
+        install_parent_hook(DaViT)
         arch = resolve_arch(arch)
         self.arch = arch
         self.embed_dims = tuple(arch['embed_dims'])
