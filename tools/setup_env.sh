@@ -145,10 +145,12 @@ EOF
   "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary=:all: --no-build-isolation \
     "mmcv==$MMCV_VERSION" -d "$BUILD"
   tar -xzf "$BUILD"/mmcv-*.tar.gz -C "$BUILD"
+  # the sdist is kept beside the wheels: tests/tools/test_setup_env.py checks that the patch below still applies to it
+  mkdir -p "$CACHE/sdist" && cp "$BUILD"/mmcv-*.tar.gz "$CACHE/sdist/"
   SRC="$(ls -d "$BUILD"/mmcv-*/ | head -n1)"
   # torch >= 2.14's headers use C++20 features; mmcv 2.1.0 hard-codes -std=c++17 for its extension.
   if "$PY" -c 'import torch,sys; v=tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); sys.exit(v < (2, 14))'; then
-    sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
+    bash "$ROOT/tools/_patch_mmcv.sh" "$SRC" || die "the C++20 patch of mmcv $MMCV_VERSION's setup.py did not apply (above)"
   fi
   export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}"
   mkdir -p "$WHEEL_DIR.tmp"

@@ -1,0 +1,54 @@
+"""tools/setup_env.sh's C++20 patch (tools/_patch_mmcv.sh) against mmcv 2.1.0's real sdist: it must still apply, so
+that a CUDA build (hours on small machines) never starts from an unpatched setup.py. The sdist is the one
+setup_env.sh kept in its cache; without one (the wheel came from a wheelhouse) it is fetched from the package index."""
+import hashlib
+import os
+import re
+import tarfile
+import urllib.request
+
+from helpers import run_tool
+
+MMCV_SDIST = 'mmcv-2.1.0.tar.gz'
+SHA256 = 'd387bcab66b467479b6660310e23746cfc79c6e57acf04094680adb499a5cd3f'  # PyPI's, for the fetched copy
+
+
+def _sdist(tmp_path):
+    cache = os.environ.get('MMDAVIT_CACHE') or os.path.join(
+        os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'), 'mmdavit')
+    kept = os.path.join(cache, 'sdist', MMCV_SDIST)
+    if os.path.isfile(kept):
+        return kept
+    page = urllib.request.urlopen(urllib.request.Request('https://pypi.org/simple/mmcv/',
+                                                         headers={'Accept': 'text/html'}), timeout=60).read()
+    url = re.search(rf'href="([^"]*/{re.escape(MMCV_SDIST)})#sha256=', page.decode()).group(1)
+    data = urllib.request.urlopen(url, timeout=120).read()
+    assert hashlib.sha256(data).hexdigest() == SHA256
+    path = tmp_path / MMCV_SDIST
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_cxx20_patch_applies_to_the_mmcv_sdist(tmp_path):
+    with tarfile.open(_sdist(tmp_path)) as tar:
+        member = tar.getmember('mmcv-2.1.0/setup.py')
+        tar.extractall(tmp_path, members=[member], filter='data')
+    src = tmp_path / 'mmcv-2.1.0'
+    before = (src / 'setup.py').read_text()
+    assert '-std=c++17' in before
+    r = run_tool('bash', 'tools/_patch_mmcv.sh', str(src))
+    assert r.returncode == 0, r.stderr
+    after = (src / 'setup.py').read_text()
+    assert '-std=c++17' not in after and after.count('-std=c++20') == before.count('-std=c++17')
+    assert after.replace('-std=c++20', '-std=c++17') == before  # nothing else touched
+    r = run_tool('bash', 'tools/_patch_mmcv.sh', str(src))  # again: already patched is fine
+    assert r.returncode == 0 and (src / 'setup.py').read_text() == after
+
+
+def test_patch_that_no_longer_applies_is_one_line(tmp_path):
+    (tmp_path / 'setup.py').write_text("extra_compile_args = {'cxx': ['-std=c++14']}\n")
+    r = run_tool('bash', 'tools/_patch_mmcv.sh', str(tmp_path))
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'C++20 patch does not apply' in r.stderr
+    assert (tmp_path / 'setup.py').read_text() == "extra_compile_args = {'cxx': ['-std=c++14']}\n"
+    r = run_tool('bash', 'tools/_patch_mmcv.sh', str(tmp_path / 'nope'))
+    assert r.returncode == 2 and 'not an unpacked mmcv sdist' in r.stderr
