@@ -204,7 +204,11 @@ def pretrained_init_cfg(pretrained: Optional[str], init_cfg=None):
 
 
 def _is_davit(backbone: dict) -> bool:
-    return str(backbone.get('type', '')).split('.')[-1] == 'DaViT'
+    kind = backbone.get('type', '')
+    if isinstance(kind, type):  # a config may name the class itself
+        from davit_backbone import DaViT
+        return issubclass(kind, DaViT)
+    return str(kind).split('.')[-1] == 'DaViT'
 
 
 def map_pretrained(model_cfg) -> Optional[str]:

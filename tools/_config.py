@@ -8,7 +8,7 @@ from typing import Iterable, List, Optional
 
 from mmengine.config import Config
 
-from _cli import PRECHECKED_ENV, UserError, prechecked  # noqa: F401
+from _cli import UserError, prechecked
 from mmdavit.hooks import use_atomic_checkpoints
 from mmdavit.loading import CheckpointError, check_pretrained as _check_pretrained, map_pretrained
 from mmdavit.resume import ResumeError, check_resumable, find_resume_checkpoint

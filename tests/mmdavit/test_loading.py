@@ -33,6 +33,9 @@ def test_map_pretrained_every_spelling():
     assert map_pretrained(cfg) == 'a.pth' and cfg == dict(backbone=dict(type='mmdavit.DaViT', init_cfg=pre))
     cfg = dict(backbone=dict(type='DaViT', init_cfg=pre))
     assert map_pretrained(cfg) == 'a.pth'
+    from mmdavit import DaViT as Adapter
+    cfg = dict(backbone=dict(type=Adapter, pretrained='a.pth'))  # a config may name the class
+    assert map_pretrained(cfg) == 'a.pth' and cfg['backbone']['init_cfg'] == pre
     cfg = dict(backbone=dict(type='ResNet', pretrained='r.pth'))  # another backbone reads its own key
     assert map_pretrained(cfg) is None and cfg == dict(backbone=dict(type='ResNet', pretrained='r.pth'))
     with pytest.raises(ValueError, match='either pretrained or init_cfg'):
