@@ -136,6 +136,24 @@ else:
 EOF
 )"
     [[ -z "$CUDA_PROBLEM" ]] || die "$CUDA_PROBLEM"
+    # torch's CUDA headers include cuSPARSE's, cuBLAS's and cuSOLVER's (ATen/cuda/CUDAContextLight.h). A toolkit of
+    # nvcc and the runtime alone lacks them; the nvidia-* wheels torch came with carry them, for its CUDA exactly.
+    # Appended (CPATH for g++, NVCC_APPEND_FLAGS for nvcc), so that CUDA_HOME's own headers still come first.
+    NV_INCLUDE="$("$PY" - <<'EOF'
+import glob, os, sysconfig
+from torch.utils.cpp_extension import CUDA_HOME
+if os.path.exists(os.path.join(CUDA_HOME, 'include', 'cusparse.h')):
+    print('')
+else:
+    found = sorted(glob.glob(os.path.join(sysconfig.get_paths()['purelib'], 'nvidia', 'cu*', 'include', 'cusparse.h')))
+    print(os.path.dirname(found[-1]) if found else 'missing')
+EOF
+)"
+    [[ "$NV_INCLUDE" != missing ]] || die "neither CUDA_HOME nor torch's nvidia wheels have cusparse.h, which torch's CUDA headers include: install the CUDA toolkit's library headers (cuSPARSE, cuBLAS, cuSOLVER) or the nvidia-cusparse/cublas/cusolver wheels of torch's CUDA"
+    if [[ -n "$NV_INCLUDE" ]]; then
+      export CPATH="${CPATH:+$CPATH:}$NV_INCLUDE" NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:+$NVCC_APPEND_FLAGS }-I$NV_INCLUDE"
+      say "CUDA_HOME has no cusparse.h (torch's CUDA headers include it): adding $NV_INCLUDE, from torch's nvidia wheels"
+    fi
   fi
   BUILD="$(mktemp -d)"
   trap 'rm -rf "$BUILD"' EXIT
