@@ -69,11 +69,19 @@ def test_make_wheelhouse_plan_defaults_to_the_pinned_torch_pair(tmp_path):
 
 
 def test_make_wheelhouse_plan_for_the_gpu_machine_profile(tmp_path):
+    """The GPU image's Python 3.12 and torch 2.11: a foreign target (pip's target options) from any other Python; run
+    on 3.12 itself, the plan is native and a 3.13 target stands in for the foreign one."""
+    host = '%d.%d' % sys.version_info[:2]
     r = wheelhouse(str(tmp_path / 'wh'), '--plan', '--python', '3.12', '--torch', '2.11.0')
     assert r.returncode == 0, r.stderr
-    assert 'torch=2.11.0 torchvision=0.26.0' in r.stdout and 'foreign: 1' in r.stdout
+    assert 'torch=2.11.0 torchvision=0.26.0' in r.stdout and f'foreign: {int(host != "3.12")}' in r.stdout
+    target = '3.12'
+    if host == '3.12':
+        assert 'pip target options: (none' in r.stdout
+        target = '3.13'
+        r = wheelhouse(str(tmp_path / 'wh'), '--plan', '--python', target, '--torch', '2.11.0')
     opts = re.search(r'^pip target options: (.*)$', r.stdout, re.M).group(1).split()
-    assert opts[:5] == ['--only-binary=:all:', '--implementation', 'cp', '--python-version', '3.12']
+    assert opts[:5] == ['--only-binary=:all:', '--implementation', 'cp', '--python-version', target]
     platforms = [opts[i + 1] for i, o in enumerate(opts) if o == '--platform']
     # torch's wheels need glibc 2.28; every older manylinux tag stays acceptable, none newer
     assert platforms[0].startswith('manylinux_2_28_') and platforms[-1].startswith('manylinux1_')
