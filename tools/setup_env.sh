@@ -188,7 +188,13 @@ fi
 # Editable install the way OpenMMLab projects (and `mim install -e .`) do it: a legacy `setup.py develop` egg-link,
 # so the distribution's location is the repo and mim finds mmdavit/.mim (configs, tools, model-index.yml).
 # setuptools >= 64 would make a PEP 660 install that mim cannot locate; setuptools 80 is put back right after.
-"${PIP[@]}" 'setuptools<64'
+# Python >= 3.12 has no pkgutil.ImpImporter, which setuptools < 64 needs; there 77-79 (before `develop` changed in
+# 80) makes the same egg-link through --no-use-pep517 (checked with Python 3.12.1, 2026-12-04).
+if "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then
+  "${PIP[@]}" 'setuptools>=77.0.3,<80'
+else
+  "${PIP[@]}" 'setuptools<64'
+fi
 "${PIP[@]}" --no-deps --no-build-isolation --no-use-pep517 -e "$ROOT"
 "${PIP[@]}" -r "$ROOT/requirements/build.txt"
 
