@@ -16,6 +16,7 @@ Errors are :class:`CheckpointError`, one line naming the file and what to do; th
 """
 from __future__ import annotations
 
+import functools
 import os.path as osp
 from typing import Optional
 
@@ -81,8 +82,8 @@ class Checkpoint:
         self.obj = read_checkpoint(self.path, mmap=mmap) if obj is None else obj
         self._davit = None
 
-    @property
-    def state_dict(self) -> dict:
+    @functools.cached_property
+    def state_dict(self) -> dict:  # once: load_into and check_fits both read it
         sd = self.obj.get('state_dict', self.obj) if isinstance(self.obj, dict) else None
         return strip_module_prefix(sd) if isinstance(sd, dict) else {}
 
