@@ -24,6 +24,8 @@ def parse_args(argv=None):
     p.add_argument('--out', required=True, help='output folder (vis/ and predictions.json go there)')
     p.add_argument('--device', default='cpu', help="onnxruntime's device: cpu (default) or cuda")
     p.add_argument('--threads', type=int, default=0, help="onnxruntime's threads (default: its own choice)")
+    p.add_argument('--score-thr', type=float, default=0.3,
+                   help='detection: drop boxes scoring below this, in the picture and the JSON (default 0.3)')
     return p.parse_args(argv)
 
 
@@ -68,7 +70,17 @@ def write_predictions(out, result):
     print(f'pictures: {osp.join(out, "vis")}/  predictions: {osp.join(out, "predictions.json")}')
 
 
-def to_json(model, pred):
+def to_json(model, pred, score_thr=0.3):
+    if model.task == 'mmdet':
+        out = []
+        for i in np.flatnonzero(pred['scores'] >= score_thr):
+            d = {'label': int(pred['labels'][i]), 'class': model.class_name(int(pred['labels'][i])),
+                 'score': round(float(pred['scores'][i]), 4),
+                 'bbox_xyxy': [round(float(v), 1) for v in pred['boxes'][i]]}
+            if 'masks' in pred:
+                d['mask_rle'] = rle.encode(pred['masks'][i])
+            out.append(d)
+        return dict(instances=out)
     if model.task == 'mmpretrain':
         return dict(top5=[{'label': i, 'class': model.class_name(i), 'score': round(s, 4)} for i, s in pred['top']])
     seg, out = pred['seg_map'], []
@@ -80,16 +92,24 @@ def to_json(model, pred):
 
 
 def summary(model, entry):
+    if model.task == 'mmdet':  # as the PyTorch path's line: '2 objects {'circle': 1, 'square': 1}'
+        counts = {}
+        for d in entry['instances']:
+            counts[d['class']] = counts.get(d['class'], 0) + 1
+        n = len(entry['instances'])
+        return f'{n} object{"" if n == 1 else "s"}' + (f' {dict(sorted(counts.items()))}' if counts else '')
     if model.task == 'mmpretrain':
         d = entry['top5'][0]
         return f'{d["class"]} ({d["score"]:.3f})'
     return ', '.join(f'{d["class"]} {100 * d["fraction"]:.1f}%' for d in entry['segments'])
 
 
-def picture(model, img, pred):
+def picture(model, img, pred, score_thr=0.3):
     if model.task == 'mmpretrain':
         return draw.classification(img, pred['top'], model.classes)
     palette = model.meta.get('palette') or np.random.RandomState(0).randint(0, 256, (len(model.classes), 3)).tolist()
+    if model.task == 'mmdet':
+        return draw.detection(img, pred, model.classes, palette, score_thr)
     return draw.segmentation(img, pred['seg_map'], model.classes, palette)
 
 
@@ -108,12 +128,15 @@ def main(argv=None):
     def predict(path):
         img = read_image(path)
         pred = model.predict(img)
-        return picture(model, img, pred), dict(height=pred['height'], width=pred['width'], **to_json(model, pred))
+        return picture(model, img, pred, args.score_thr), dict(height=pred['height'], width=pred['width'],
+                                                               **to_json(model, pred, args.score_thr))
 
     entries = infer_images(images, args.out, predict, lambda entry: summary(model, entry))
-    write_predictions(args.out, dict(task=model.task, config=source.get('config'),
-                                     checkpoint=source.get('checkpoint'), deployed=args.deployed,
-                                     classes=model.classes, images=entries))
+    result = dict(task=model.task, config=source.get('config'), checkpoint=source.get('checkpoint'),
+                  deployed=args.deployed, classes=model.classes, images=entries)
+    if model.task == 'mmdet':
+        result['score_thr'] = args.score_thr
+    write_predictions(args.out, result)
     return 0
 
 

@@ -5,10 +5,11 @@ import os.path as osp
 import cv2
 import numpy as np
 
+from .detection import postprocess as detections
 from .preprocess import preprocess
 
 FORMAT = 'mmdavit-deploy/1'  # what mmdavit.deploy writes
-TASKS = ('mmpretrain', 'mmseg')
+TASKS = ('mmpretrain', 'mmseg', 'mmdet')
 TOPK = 5
 
 
@@ -60,6 +61,8 @@ class DeployedModel:
         self.classes = list(self.meta.get('classes') or [])
         self.session = onnx_session(osp.join(folder, self.meta['model']), threads, device)
         self.input_name = self.session.get_inputs()[0].name
+        # detectors take each image's size before padding too (mmdet clips boxes to it)
+        self.size_name = self.meta['input'].get('size_input')
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def class_name(self, label: int) -> str:
@@ -74,16 +77,25 @@ class DeployedModel:
                                      '(tools/deploy.py --min-size/--max-size)')
         return x, (h, w)
 
-    def run(self, x: np.ndarray) -> dict:
-        return dict(zip(self.output_names, self.session.run(None, {self.input_name: x})))
+    def run(self, x: np.ndarray, size=None) -> dict:
+        """The graph's outputs by name for a preprocessed batch; ``size``: each image's (h, w) before padding, for
+        a detector (default: the batch's own size)."""
+        feed = {self.input_name: x}
+        if self.size_name:
+            size = np.asarray(size if size is not None else [x.shape[2:]] * x.shape[0], np.int64).reshape(-1, 2)
+            feed[self.size_name] = size
+        return dict(zip(self.output_names, self.session.run(None, feed)))
 
     def predict(self, path_or_img) -> dict:
         img = read_image(path_or_img) if isinstance(path_or_img, str) else path_or_img
         name = path_or_img if isinstance(path_or_img, str) else 'the image'
         x, (h, w) = self.preprocess(img, name)
-        out = self.run(x)
+        out = self.run(x, [(h, w)])
         pred = dict(height=int(img.shape[0]), width=int(img.shape[1]))
-        if self.task == 'mmpretrain':
+        if self.task == 'mmdet':
+            pred.update(detections(out, (h, w), img.shape[:2], self.meta.get('postprocess', {}).get(
+                'mask_thr_binary', 0.5)))
+        elif self.task == 'mmpretrain':
             scores = out['scores'][0]
             order = np.argsort(-scores, kind='stable')[:TOPK]
             pred['scores'] = scores

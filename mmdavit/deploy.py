@@ -9,6 +9,8 @@ with onnxruntime, no torch, no OpenMMLab):
 - segmentation (mmseg ``EncoderDecoder``, whole-image inference): ``input`` -> ``seg_logits`` (B, K, H, W), the
   decode head's logits resized to the input as mmseg's ``predict_by_feat`` does, and ``seg_map`` (B, H, W), their
   argmax: the class map at input size. Resizing to the original image and ``--aug-test`` stay outside the graph.
+- detection (mmdet RetinaNet, Faster / Mask R-CNN): ``input`` and ``image_size`` -> ``dets``, ``labels`` (and
+  ``masks``), NMS and RoIAlign inside (``detector_graph.py``); boxes rescaled and masks pasted by the runtime.
 
 Preprocessing travels as data rather than in the graph: the test pipeline's resize/crop rule (the same few
 transforms this module understands, refused otherwise), then mean/std, channel order and padding, as the task's
@@ -23,10 +25,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ['DeployError', 'DEPLOY_FORMAT', 'IntegralAdaptiveAvgPool2d', 'ClassifierGraph', 'SegmentorGraph',
-           'check_scope', 'graph_for', 'preprocess_recipe']
+           'check_scope', 'graph_for', 'preprocess_recipe', 'postprocess_recipe']
 
 DEPLOY_FORMAT = 'mmdavit-deploy/1'
-SUPPORTED_SCOPES = ('mmpretrain', 'mmseg')
+SUPPORTED_SCOPES = ('mmpretrain', 'mmseg', 'mmdet')
 
 
 class DeployError(ValueError):
@@ -136,8 +138,11 @@ class SegmentorGraph(nn.Module):
 
 def graph_for(scope: str, model: nn.Module, exportable: bool = True) -> nn.Module:
     """The deployable graph of a task model; ``exportable=False`` leaves its modules as they are (the PyTorch
-    reference the export is verified against)."""
+    reference the export is verified against; a detector's reference is mmdet's own ``predict``)."""
     check_scope(scope)
+    if scope == 'mmdet':
+        from .detector_graph import DetectorGraph
+        return DetectorGraph(model)
     return (ClassifierGraph if scope == 'mmpretrain' else SegmentorGraph)(model, exportable)
 
 
@@ -145,11 +150,7 @@ def check_scope(scope: str) -> None:
     """Refuses, before any work, a task whose models do not deploy whole."""
     if scope in SUPPORTED_SCOPES:
         return
-    if scope == 'mmdet':
-        raise DeployError('tools/deploy.py does not export detectors yet: export RetinaNet / Mask R-CNN with '
-                          "mmdeploy 1.3.1's tools/deploy.py (docs/deployment.md says how on today's torch), or run "
-                          'them with tools/infer.py CONFIG CKPT')
-    raise DeployError(f'default_scope {scope!r}: tools/deploy.py exports mmpretrain and mmseg configs')
+    raise DeployError(f'default_scope {scope!r}: tools/deploy.py exports mmpretrain, mmseg and mmdet configs')
 
 
 # ------------------------------------------------------------------------------------------------ preprocessing
@@ -195,9 +196,15 @@ def preprocess_recipe(cfg, model: nn.Module) -> dict:
     if test_cfg.get('size') or test_cfg.get('size_divisor'):  # mmseg pads at test time only when asked to
         pad = dict(size=test_cfg.get('size'), size_divisor=test_cfg.get('size_divisor'),
                    value=float(getattr(pre, 'pad_val', 0)))
-    elif getattr(pre, 'pad_size_divisor', 1) > 1:  # mmpretrain's
+    elif getattr(pre, 'pad_size_divisor', 1) > 1:  # mmpretrain's and mmdet's
         pad = dict(size=None, size_divisor=int(pre.pad_size_divisor), value=float(getattr(pre, 'pad_value', 0)))
     return dict(pipeline=steps, to_rgb=to_rgb,
                 mean=[float(v) for v in mean.flatten()] if mean is not None else None,
                 std=[float(v) for v in std.flatten()] if std is not None else None,
                 pad=pad)
+
+
+def postprocess_recipe(cfg) -> dict:
+    """What the runtime needs of the test config after the graph: Mask R-CNN's mask threshold."""
+    rcnn = (cfg.model.get('test_cfg') or {}).get('rcnn') or {}
+    return dict(mask_thr_binary=float(rcnn.get('mask_thr_binary', 0.5)))

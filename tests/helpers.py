@@ -90,6 +90,25 @@ def python_tool(*args, **kw):
     return run_tool(sys.executable, *args, **kw)
 
 
+def detections_of(predictions):
+    """A detection predictions.json (tools/infer.py, either path) as {image name: boxes, scores, labels (, masks)}
+    in the form davit_deploy.detection.match takes."""
+    import numpy as np
+    out = {}
+    for im in predictions['images']:
+        inst = im['instances']
+        d = dict(boxes=np.array([i['bbox_xyxy'] for i in inst], np.float32).reshape(-1, 4),
+                 scores=np.array([i['score'] for i in inst], np.float32),
+                 labels=np.array([i['label'] for i in inst], np.int64))
+        if inst and 'mask_rle' in inst[0]:
+            from pycocotools import mask as mask_utils
+            d['masks'] = np.stack([mask_utils.decode(dict(size=i['mask_rle']['size'],
+                                                          counts=i['mask_rle']['counts'].encode())).astype(bool)
+                                   for i in inst])
+        out[os.path.basename(im['image'])] = d
+    return out
+
+
 # ------------------------------------------------------------------------- checkpoints in every known layout
 def to_timm(sd):
     import re

@@ -1,14 +1,17 @@
 #!/usr/bin/env python
-"""Exports a trained classifier (mmpretrain) or segmenter (mmseg) to ONNX, ready for onnxruntime alone.
+"""Exports a trained classifier (mmpretrain), segmenter (mmseg) or detector (mmdet RetinaNet, Faster / Mask R-CNN)
+to ONNX, ready for onnxruntime alone.
 
     python tools/deploy.py CONFIG CKPT --out DIR [--shape H W] [--opset N] [--exporter torchscript|dynamo]
                            [--min-size N] [--max-size N] [--verify IMAGE_OR_DIR]
 
 Writes DIR/model.onnx (one graph from a preprocessed image batch, any size within --min-size..--max-size, to the
-predictions: logits and scores, or the class map at input size) and DIR/deploy.json (the preprocessing, class names
-and palette, the export's provenance and its verification). Before DIR appears, the exported graph and the PyTorch
-model run on the --verify images (else generated ones, at sizes other than the export's) and must agree: logits
-within 1e-4, class maps on >= 99.9% of pixels. Run the folder with ``tools/infer.py DIR IMAGE_OR_DIR --out OUT``.
+predictions: logits and scores, the class map at input size, or the detections after NMS with their masks) and
+DIR/deploy.json (the preprocessing, class names and palette, the export's provenance and its verification). Before
+DIR appears, the exported graph and the PyTorch model run on the --verify images (else generated ones, at sizes
+other than the export's) and must agree: logits within 1e-4, class maps on >= 99.9% of pixels; every detection of
+mmdet's own predict scoring >= 0.3 has a twin of the same class with box IoU >= 0.95, score within 0.02 and mask IoU
+>= 0.95. Run the folder with ``tools/infer.py DIR IMAGE_OR_DIR --out OUT``.
 Everything is written under a temporary name and renamed into place last: a failed export leaves nothing behind.
 """
 import argparse
@@ -28,10 +31,11 @@ from mmdavit.loading import Checkpoint, build_model  # noqa: E402
 
 LOGIT_ATOL = 1e-4
 PIXEL_AGREEMENT = 0.999
+DET_SCORE_THR, DET_SCORE_TOL, DET_MIN_IOU = 0.3, 0.02, 0.95
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Export a DaViT classifier or segmenter to ONNX (onnxruntime)')
+    p = argparse.ArgumentParser(description='Export a DaViT classifier, segmenter or detector to ONNX (onnxruntime)')
     p.add_argument('config', help='config file the checkpoint was trained with')
     p.add_argument('checkpoint', help='checkpoint file (tools/train.py output, or a whole-model checkpoint)')
     p.add_argument('--out', required=True, help='folder to create (model.onnx, deploy.json); must not exist')
@@ -41,7 +45,7 @@ def parse_args(argv=None):
     p.add_argument('--opset', type=int, default=None, help='ONNX opset (default 18)')
     p.add_argument('--exporter', choices=['torchscript', 'dynamo'], default='torchscript',
                    help="torch's exporter: torchscript (torch.onnx.export(dynamo=False), default) or dynamo "
-                        '(torch.export first)')
+                        '(torch.export first; not for detectors)')
     p.add_argument('--min-size', type=int, default=None, help='smallest input side the graph takes (default 33)')
     p.add_argument('--max-size', type=int, default=4096, help='largest input side the graph takes (default 4096)')
     p.add_argument('--verify', metavar='IMAGE_OR_DIR', default=None,
@@ -113,17 +117,62 @@ def verify(scope, reference, session, recipe, images, lo, hi):
     return rows
 
 
+def verify_detector(model, session, recipe, images, lo, hi, mask_thr):
+    """mmdet's own predict (rescaled to the image, masks pasted) against the graph in onnxruntime plus the
+    runtime's post-processing (davit_deploy.detection), image by image; returns the report, raises on disagreement."""
+    import torch
+    from mmdet.structures import DetDataSample
+    from davit_deploy.detection import match, postprocess
+    from davit_deploy.preprocess import preprocess
+    names = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    rows, bad = [], None
+    for name, img in images:
+        x, (h, w) = preprocess(img, recipe)
+        if not (lo <= x.shape[2] <= hi and lo <= x.shape[3] <= hi):
+            raise ru.UserError(f'--verify image {name} is {x.shape[2]} x {x.shape[3]} after preprocessing, outside '
+                               f'the graph\'s {lo}..{hi}: pass --min-size/--max-size to cover it')
+        h0, w0 = img.shape[:2]
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h0, w0), scale_factor=(w / w0, h / h0),
+                                             pad_shape=tuple(x.shape[2:]), batch_input_shape=tuple(x.shape[2:])))
+        with torch.no_grad():
+            inst = model.predict(torch.from_numpy(x), [sample], rescale=True)[0].pred_instances.cpu().numpy()
+        ref = dict(boxes=inst.bboxes, scores=inst.scores, labels=inst.labels)
+        if 'masks' in inst:
+            ref['masks'] = inst.masks
+        raw = dict(zip(outputs, session.run(None, {names[0]: x, names[1]: np.array([[h, w]], np.int64)})))
+        got = postprocess(raw, (h, w), (h0, w0), mask_thr)
+        report = match(ref, got, DET_SCORE_THR, DET_SCORE_TOL)
+        rows.append(dict(image=name, size=list(x.shape[2:]), **report))
+        print(f'verify {name}: {x.shape[2]}x{x.shape[3]}, {report["reference"]} PyTorch detection(s) >= '
+              f'{DET_SCORE_THR}, {report["paired"]} paired; worst box IoU {report["box_iou"]:.4f}, score diff '
+              f'{report["score_diff"]:.2g}' + (f', mask IoU {report["mask_iou"]:.4f}' if 'masks' in ref else ''))
+        if (report['paired'] < report['reference'] or report['unexplained'] or report['box_iou'] < DET_MIN_IOU
+                or report['mask_iou'] < DET_MIN_IOU):
+            bad = rows[-1]
+    if bad:
+        raise ru.UserError(f'the exported graph disagrees with PyTorch on {bad["image"]} ({bad}); nothing was '
+                           'written: try another --opset, and report it')
+    if not any(r['reference'] for r in rows):
+        print(f'note: no PyTorch detection scored >= {DET_SCORE_THR} on the verification images, so nothing was '
+              'compared: pass --verify with images that show objects')
+    return rows
+
+
 def main(argv=None):
     args = parse_args(argv)
     out = osp.abspath(args.out)
     if osp.exists(out):
         raise ru.UserError(f'--out {args.out!r} exists: remove it or choose another folder')
-    if not osp.isdir(osp.dirname(out)):
-        raise ru.UserError(f'--out {args.out!r}: its parent folder does not exist')
+    parent = osp.dirname(out)
+    if osp.exists(parent) and not osp.isdir(parent):
+        raise ru.UserError(f'--out {args.out!r}: {parent!r} is a file, not a folder')
     cfg = _config.load_config(args.config, args.cfg_options, None)
     scope = cfg.default_scope
     from davit_backbone.export import DEFAULT_OPSET, DYNAMO_MIN_SIZE, export_onnx, onnx_session
-    from mmdavit.deploy import DEPLOY_FORMAT, DeployError, check_scope, graph_for, preprocess_recipe
+    from mmdavit.detector_graph import MIN_OPSET, export_detector
+    from mmdavit.deploy import (DEPLOY_FORMAT, DeployError, check_scope, graph_for, postprocess_recipe,
+                                preprocess_recipe)
     try:
         check_scope(scope)
     except DeployError as e:
@@ -132,6 +181,12 @@ def main(argv=None):
     if not 1 <= lo <= min(args.shape) <= max(args.shape) <= hi:
         raise ru.UserError(f'--shape {args.shape[0]} {args.shape[1]} must lie within --min-size {lo} and '
                            f'--max-size {hi}')
+    if scope == 'mmdet' and (args.opset or DEFAULT_OPSET) < MIN_OPSET:
+        raise ru.UserError(f'--opset {args.opset}: detectors need opset {MIN_OPSET} or newer (RoiAlign with aligned '
+                           'coordinates)')
+    if scope == 'mmdet' and args.exporter == 'dynamo':
+        raise ru.UserError('--exporter dynamo does not export detectors (their NMS is written for the TorchScript '
+                           'exporter): leave --exporter at torchscript')
     if args.exporter == 'dynamo' and lo < DYNAMO_MIN_SIZE:
         raise ru.UserError(f'--exporter dynamo takes inputs of {DYNAMO_MIN_SIZE} pixels a side or more: '
                            f'raise --min-size or use --exporter torchscript')
@@ -147,7 +202,7 @@ def main(argv=None):
     model.eval()
     try:
         graph = graph_for(scope, model)
-        reference = graph_for(scope, model, exportable=False)
+        reference = graph_for(scope, model, exportable=False) if scope != 'mmdet' else None
         recipe = preprocess_recipe(cfg, model)
     except DeployError as e:
         raise ru.UserError(str(e)) from None
@@ -155,13 +210,17 @@ def main(argv=None):
     del ckpt
 
     tmp = f'{out}.tmp-{os.getpid()}'
+    made_parent = not osp.isdir(parent)  # e.g. deployed/ on the first export: made here, removed if it fails
     os.makedirs(tmp)
     try:
         t0 = time.time()
         example = torch.randn(2, 3, *args.shape)
         try:
-            export_onnx(graph, osp.join(tmp, 'model.onnx'), example, dynamo=args.exporter == 'dynamo',
-                        opset=args.opset, output_names=graph.output_names, min_size=lo, max_size=hi)
+            if scope == 'mmdet':
+                export_detector(graph, osp.join(tmp, 'model.onnx'), args.shape, args.opset or DEFAULT_OPSET)
+            else:
+                export_onnx(graph, osp.join(tmp, 'model.onnx'), example, dynamo=args.exporter == 'dynamo',
+                            opset=args.opset, output_names=graph.output_names, min_size=lo, max_size=hi)
         except Exception as e:  # noqa: BLE001  an op or size rule the exporter refuses: one line, not its traceback
             lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
             raise ru.UserError(f'{args.exporter} export failed ({type(e).__name__}: '
@@ -169,22 +228,33 @@ def main(argv=None):
                                '--exporter or another --opset') from None
         export_s = time.time() - t0
         print(f'exported {scope} model with the {args.exporter} exporter in {export_s:.1f} s')
-        rows = verify(scope, reference, onnx_session(osp.join(tmp, 'model.onnx')), recipe, images, lo, hi)
+        session = onnx_session(osp.join(tmp, 'model.onnx'))
+        post = postprocess_recipe(cfg)
+        if scope == 'mmdet':
+            rows = verify_detector(model, session, recipe, images, lo, hi, post['mask_thr_binary'])
+        else:
+            rows = verify(scope, reference, session, recipe, images, lo, hi)
+        inputs = dict(name='input', layout='NCHW float32, preprocessed (see preprocess)', min_size=lo,
+                      max_size=hi, dynamic=['batch', 'height', 'width'])
+        if scope == 'mmdet':
+            inputs['size_input'] = 'image_size'  # (B, 2) int64: each image's (h, w) before padding
         meta = dict(
-            format=DEPLOY_FORMAT, task=scope, model='model.onnx',
-            input=dict(name='input', layout='NCHW float32, preprocessed (see preprocess)', min_size=lo,
-                       max_size=hi, dynamic=['batch', 'height', 'width']),
+            format=DEPLOY_FORMAT, task=scope, model='model.onnx', input=inputs,
             outputs=list(graph.output_names), preprocess=recipe, classes=classes, palette=palette,
             source=dict(config=args.config, checkpoint=args.checkpoint, exporter=args.exporter,
                         opset=args.opset or DEFAULT_OPSET, torch=torch.__version__, export_shape=list(args.shape),
                         date=datetime.date.today().isoformat()),
             verification=rows)
+        if scope == 'mmdet':
+            meta['postprocess'] = post
         with open(osp.join(tmp, 'deploy.json'), 'w') as f:
             json.dump(meta, f, indent=1)
         os.rename(tmp, out)
     finally:
         if osp.exists(tmp):
             shutil.rmtree(tmp)
+            if made_parent and not os.listdir(parent):
+                os.rmdir(parent)
     size = osp.getsize(osp.join(out, 'model.onnx')) / 2 ** 20
     print(f'deployed to {args.out}: model.onnx ({size:.1f} MiB), deploy.json; run it with '
           f'python tools/infer.py {args.out} IMAGE_OR_DIR --out OUT')

@@ -62,3 +62,21 @@ def test_normalise_and_pad_as_the_data_preprocessors(image):
     x, (h, w) = preprocess(image, recipe)
     assert (h, w) == image.shape[:2] and x.shape == tuple(ref.shape) == (1, 3, 128, 160)
     assert np.abs(x - ref.numpy()).max() < 1e-5
+
+
+@pytest.mark.parametrize('box', [(10.3, 4.7, 60.2, 33.9), (0.0, 0.0, 95.0, 71.0), (50.5, 20.0, 50.5, 40.0),
+                                 (-3.0, 60.2, 20.0, 90.0), (88.0, 5.0, 140.0, 30.0)])
+def test_paste_mask_is_mmdet_fcn_mask_head(box):
+    """The CPU path of mmdet's FCNMaskHead: one box at a time, skip_empty; a box of zero width, one leaving the
+    image."""
+    import torch
+    from mmdet.models.roi_heads.mask_heads.fcn_mask_head import _do_paste_mask
+    from davit_deploy.detection import paste_mask
+    mask = np.random.RandomState(1).rand(28, 28).astype(np.float32)
+    h, w = 72, 96
+    chunk, (rows, cols) = _do_paste_mask(torch.from_numpy(mask)[None, None], torch.tensor([box]), h, w)
+    ref = np.zeros((h, w), bool)
+    ref[rows, cols] = (chunk[0] >= 0.5).numpy()
+    ours = paste_mask(mask, box, h, w, 0.5)
+    assert ours.shape == (h, w) and (ours == ref).mean() >= 0.9999, np.argwhere(ours != ref)
+    assert ours.any() == ref.any()

@@ -56,8 +56,8 @@ def test_recipes_of_the_toy_configs():
 
 
 def test_unsupported_is_refused_with_what_to_do():
-    with pytest.raises(DeployError, match='mmdeploy'):
-        check_scope('mmdet')
+    with pytest.raises(DeployError, match='mmpretrain, mmseg and mmdet'):
+        check_scope('mmocr')
     cfg, model = build_from_config('configs/toy/upernet_davit-t_toy-ade.py')
     model.test_cfg = dict(mode='slide', crop_size=(64, 64), stride=(32, 32))
     with pytest.raises(DeployError, match='test_cfg.mode=whole'):

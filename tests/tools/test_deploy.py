@@ -1,10 +1,11 @@
-"""tools/deploy.py and tools/infer.py DIR end to end: export the toy classifier and segmenter, run the folder with
+"""tools/deploy.py and tools/infer.py DIR end to end: export the toy classifier, segmenter and RetinaNet, run the folder with
 onnxruntime in a process where torch and OpenMMLab cannot be imported, and compare its predictions.json with the
 PyTorch path's on the same images (the toy images, and copies at other sizes, which the pipeline resizes); then the
 bad inputs: one line, exit 2, nothing written.
 
 The checkpoints are seeded random-weight models (what is checked is that both paths compute the same thing); the
-agreement on trained models is in docs/deployment.md.
+trained Mask R-CNN of the quick demo is deployed in tests/tools/test_demo.py, and docs/deployment.md has the
+agreement on trained models.
 """
 import glob
 import json
@@ -16,13 +17,15 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import build_from_config, python_tool, toy_data
+from helpers import build_from_config, detections_of, python_tool, toy_data
 
 pytest.importorskip('onnxruntime')
 
-CONFIGS = {'seg': 'configs/toy/upernet_davit-t_toy-ade.py', 'cls': 'configs/toy/davit-t_toy-imagefolder.py'}
+CONFIGS = {'seg': 'configs/toy/upernet_davit-t_toy-ade.py', 'cls': 'configs/toy/davit-t_toy-imagefolder.py',
+           'det': 'configs/toy/retinanet_davit-t_toy-coco.py'}
+TASKS = {'seg': 'mmseg', 'cls': 'mmpretrain', 'det': 'mmdet'}
 # the test's own names, so that names visibly travel from the checkpoint into the deployed folder
-CLASSES = {'seg': ['sky', 'disc', 'box', 'wedge'], 'cls': ['disc', 'box', 'wedge']}
+CLASSES = {'seg': ['sky', 'disc', 'box', 'wedge'], 'cls': ['disc', 'box', 'wedge'], 'det': ['ring', 'tile', 'wedge']}
 BLOCKED = ('torch', 'torchvision', 'mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain', 'timm', 'davit_backbone',
            'mmdavit')
 
@@ -42,7 +45,8 @@ def images(work):
     """Per task: the toy validation images, plus two copies at sizes the pipelines resize (not 128 or 64)."""
     out = {}
     for task, src in (('seg', os.path.join(toy_data('ade'), 'images', 'validation')),
-                      ('cls', os.path.join(toy_data('imagenet'), 'val', 'square'))):
+                      ('cls', os.path.join(toy_data('imagenet'), 'val', 'square')),
+                      ('det', os.path.join(toy_data('coco'), 'val2017'))):
         d = work / f'{task}_images'
         d.mkdir()
         names = sorted(os.listdir(src))[:4]
@@ -61,6 +65,10 @@ def ckpts(work):
     for task, cfg in CONFIGS.items():
         torch.manual_seed(0)
         model = build_from_config(cfg)[1]
+        if task == 'det':  # RetinaNet's 0.01 prior bias would leave no score above its 0.05 threshold
+            with torch.no_grad():
+                model.bbox_head.retina_cls.bias.zero_()
+                model.bbox_head.retina_cls.weight.mul_(0.3)
         out[task] = str(work / f'{task}.pth')
         torch.save({'state_dict': model.state_dict(), 'meta': {'dataset_meta': {'classes': CLASSES[task]}}},
                    out[task])
@@ -108,18 +116,24 @@ def test_deploy_writes_the_graph_and_what_inference_needs(deployed):
         assert sorted(os.listdir(d)) == ['deploy.json', 'model.onnx']
         with open(os.path.join(d, 'deploy.json')) as f:
             meta = json.load(f)
-        assert meta['task'] == {'seg': 'mmseg', 'cls': 'mmpretrain'}[task]
+        assert meta['task'] == TASKS[task]
         assert meta['classes'] == CLASSES[task]
         assert meta['preprocess']['mean'] and meta['preprocess']['to_rgb'] is True
         assert len(meta['verification']) == 3  # the generated images, none at the export's size
         assert all(r['size'] != [64, 96] for r in meta['verification'])
         if task == 'seg':
             assert all(r['pixel_agreement'] >= 0.999 for r in meta['verification'])
-        assert all(r['max_logit_diff'] <= 1e-4 for r in meta['verification'])
+        if task == 'det':
+            assert meta['input']['size_input'] == 'image_size' and meta['outputs'] == ['dets', 'labels']
+            assert meta['preprocess']['pad']['size_divisor'] == 32
+            assert sum(r['reference'] for r in meta['verification']) >= 3  # something was compared
+            assert all(r['paired'] == r['reference'] and r['box_iou'] >= 0.95 for r in meta['verification'])
+        else:
+            assert all(r['max_logit_diff'] <= 1e-4 for r in meta['verification'])
     assert not glob.glob(os.path.join(os.path.dirname(d), '*.tmp-*'))
 
 
-@pytest.mark.parametrize('task', ['seg', 'cls'])
+@pytest.mark.parametrize('task', ['seg', 'cls', 'det'])
 def test_infer_deployed_folder_without_torch_matches_pytorch(task, deployed, ckpts, images, work):
     onnx_out, torch_out = str(work / f'{task}_ort'), str(work / f'{task}_torch')
     r = python_tool('tools/infer.py', deployed[task], images[task], '--out', onnx_out,
@@ -138,6 +152,15 @@ def test_infer_deployed_folder_without_torch_matches_pytorch(task, deployed, ckp
             assert (maps_a[name] >= 0).all()
             agree = float((maps_a[name] == maps_b[name]).mean())
             assert agree >= 0.999, f'{name}: {agree:.4%} of pixels agree'
+    elif task == 'det':
+        from davit_deploy.detection import match
+        assert ort['score_thr'] == ref['score_thr'] == 0.3
+        exported, torch_ = detections_of(ort), detections_of(ref)
+        assert sum(len(d['scores']) for d in torch_.values()) >= 6
+        for name, want in torch_.items():
+            report = match(want, exported[name], 0.3)
+            assert report['paired'] == report['reference'] and not report['unexplained'], (name, report)
+            assert report['box_iou'] >= 0.95 and report['score_diff'] <= 0.02, (name, report)
     else:
         for a, b in zip(ort['images'], ref['images']):
             assert [d['label'] for d in a['top5']] == [d['label'] for d in b['top5']], a['image']
@@ -155,9 +178,10 @@ def test_bad_input_one_line_exit_2_nothing_written(deployed, ckpts, images, work
     # a checkpoint of another model
     with pytest.raises(ru.INPUT_ERRORS, match='another model|DaViT'):
         tool('deploy', seg_cfg, ckpts['cls'], '--out', out)
-    # a detector: not exportable as a whole model yet, said before any checkpoint is read
+    # a detector through the dynamo exporter, said before any checkpoint is read
     with pytest.raises(ru.UserError, match='detectors'):
-        tool('deploy', 'configs/toy/mask-rcnn_davit-t_toy-coco-quick.py', seg_ckpt, '--out', out)
+        tool('deploy', 'configs/toy/mask-rcnn_davit-t_toy-coco-quick.py', seg_ckpt, '--out', out,
+             '--exporter', 'dynamo')
     # an op the exporter refuses: the temporary folder goes too
     import davit_backbone.export as export
 
