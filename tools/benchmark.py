@@ -5,6 +5,7 @@
                               [--dtype fp32|bf16|fp16] [--mode infer|train] [--dense] [--compile] [--with-cp]
     python tools/benchmark.py --maskrcnn [--size 800 1216] [--device cpu|cuda]
     python tools/benchmark.py --onnx [--dense] [--size 800 1216]     # + ours exported, in onnxruntime (CPU)
+    python tools/benchmark.py --maskrcnn --onnx [--size 800 1216]    # + our whole Mask R-CNN, in onnxruntime
 
 Prints a table and one JSON line: images/s for ``ours``, ``timm``, ``mmpretrain`` (absent when not installed),
 ``ratio`` = ours / best reference, peak memory of one step per model (CUDA: max allocated; CPU: peak of the tensor
@@ -17,7 +18,9 @@ ImageNet classifiers. ``ours`` loads timm's weights through the converter; mmpre
 as the official model) has random weights of the same shapes: speed does not depend on the values.
 --onnx also exports ours (davit_backbone.export, TorchScript exporter, batch/H/W dynamic) and times it in
 onnxruntime's CPU provider with as many threads as torch uses: ``onnxruntime`` images/s and ``onnx_ratio`` =
-onnxruntime / ours eager (its memory is onnxruntime's own, which the profiler does not see: n/a).
+onnxruntime / ours eager (its memory is onnxruntime's own, which the profiler does not see: n/a). With --maskrcnn,
+the whole detector as tools/deploy.py exports it (mmdavit.detector_graph), timed with the runtime's post-processing
+(boxes rescaled, masks pasted: davit_deploy.detection), against its eager ``test_step``.
 --with-cp also measures ours without checkpointing and reports ``with_cp_memory_ratio`` (peak with / without).
 --maskrcnn compares whole detectors instead (needs mmdet): our DaViT-T Mask R-CNN config against mmdet's own Swin-T
 Mask R-CNN (same FLOPs class), batch 1 inference through ``test_step`` (preprocessing, backbone, FPN, RPN, RoI and
@@ -190,10 +193,33 @@ def make_detector_step(model, data, dtype, device):
     return step
 
 
-def make_onnx_step(model, x, args):
+def make_detector_onnx_step(model, data, size):
+    """Our Mask R-CNN exported whole (at half the benchmark's size: the graph is dynamic), run as the deployed
+    runtime runs it: normalise, the graph, then boxes and pasted masks (davit_deploy.detection)."""
+    import tempfile
+
+    import numpy as np
+
+    from davit_backbone.export import onnx_session
+    from davit_deploy.detection import postprocess
+    from mmdavit.detector_graph import DetectorGraph, export_detector
+    path = os.path.join(tempfile.mkdtemp(prefix='davit-bench-'), 'maskrcnn.onnx')
+    export_detector(DetectorGraph(model.eval()), path, (size[0] // 2, size[1] // 2))
+    session = onnx_session(path, threads=torch.get_num_threads())
+    pre = model.data_preprocessor
+    img = data['inputs'][0].numpy().astype(np.float32)
+    mean, std = pre.mean.numpy().astype(np.float32), pre.std.numpy().astype(np.float32)
+    names = [o.name for o in session.get_outputs()]
+
+    def step():
+        x = ((img[::-1] if pre._channel_conversion else img) - mean) / std
+        out = dict(zip(names, session.run(None, {'input': x[None], 'image_size': np.array([size], np.int64)})))
+        return postprocess(out, size, size)
+    return step
+
+
+def make_onnx_step(model, x):
     """Ours exported at half the benchmark's size (the graph is dynamic: it is timed at the full one)."""
-    if args.mode != 'infer' or args.dtype != 'fp32' or args.maskrcnn or x.device.type != 'cpu':
-        raise SystemExit('--onnx times fp32 inference of the backbone or classifier on the CPU')
     import tempfile
     from davit_backbone.export import export_onnx, onnx_session
     path = os.path.join(tempfile.mkdtemp(prefix='davit-bench-'), 'ours.onnx')
@@ -211,6 +237,8 @@ def run(args):
     size = tuple(args.size) if args.size else default
     if len(size) == 1:
         size = (size[0], size[0])
+    if args.onnx and (args.mode != 'infer' or args.dtype != 'fp32' or device.type != 'cpu'):
+        raise SystemExit('--onnx times fp32 inference on the CPU')
     torch.manual_seed(0)
     if args.maskrcnn:
         if args.mode != 'infer':
@@ -232,7 +260,8 @@ def run(args):
         steps[name] = make_detector_step(m, data, dtype, device) if args.maskrcnn else make_step(
             m, x, args.mode, dtype, device)
     if args.onnx:
-        steps['onnxruntime'] = make_onnx_step(models['ours'], x, args)
+        steps['onnxruntime'] = (make_detector_onnx_step(models['ours'], data, size) if args.maskrcnn
+                                else make_onnx_step(models['ours'], x))
     if args.with_cp and not args.maskrcnn:  # the same model without checkpointing, for the memory ratio only
         plain = build_ours(args.arch, args.dense, with_cp=False).to(device)
         plain.load_state_dict(models['ours'].state_dict())
