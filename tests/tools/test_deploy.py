@@ -182,6 +182,11 @@ def test_bad_input_one_line_exit_2_nothing_written(deployed, ckpts, images, work
     with pytest.raises(ru.UserError, match='detectors'):
         tool('deploy', 'configs/toy/mask-rcnn_davit-t_toy-coco-quick.py', seg_ckpt, '--out', out,
              '--exporter', 'dynamo')
+    with pytest.raises(ru.UserError, match='opset 16 or newer'):
+        tool('deploy', CONFIGS['det'], ckpts['det'], '--out', out, '--opset', 15)
+    # a segmenter's checkpoint for a detector
+    with pytest.raises(ru.INPUT_ERRORS, match='another model|DaViT'):
+        tool('deploy', CONFIGS['det'], seg_ckpt, '--out', out)
     # an op the exporter refuses: the temporary folder goes too
     import davit_backbone.export as export
 
