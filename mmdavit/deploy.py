@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .detector_graph import DetectorGraph, UnsupportedDetector
+
 __all__ = ['DeployError', 'DEPLOY_FORMAT', 'IntegralAdaptiveAvgPool2d', 'ClassifierGraph', 'SegmentorGraph',
            'check_scope', 'graph_for', 'preprocess_recipe', 'postprocess_recipe']
 
@@ -141,8 +143,10 @@ def graph_for(scope: str, model: nn.Module, exportable: bool = True) -> nn.Modul
     reference the export is verified against; a detector's reference is mmdet's own ``predict``)."""
     check_scope(scope)
     if scope == 'mmdet':
-        from .detector_graph import DetectorGraph
-        return DetectorGraph(model)
+        try:
+            return DetectorGraph(model)
+        except UnsupportedDetector as e:
+            raise DeployError(str(e)) from None
     return (ClassifierGraph if scope == 'mmpretrain' else SegmentorGraph)(model, exportable)
 
 

@@ -29,13 +29,16 @@ from typing import List, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from .deploy import DeployError
-
-__all__ = ['DetectorGraph', 'export_detector', 'nms_topk', 'DET_OUTPUTS', 'MASK_OUTPUTS']
+__all__ = ['DetectorGraph', 'UnsupportedDetector', 'export_detector', 'nms_topk', 'DET_OUTPUTS', 'MASK_OUTPUTS']
 
 DET_OUTPUTS = ('dets', 'labels')
 MASK_OUTPUTS = DET_OUTPUTS + ('masks', )
 MIN_OPSET = 16  # RoiAlign's coordinate_transformation_mode (mmcv's aligned=True)
+
+
+class UnsupportedDetector(ValueError):
+    """A detector (or opset) this graph cannot express; the message says what to do instead. ``mmdavit.deploy``
+    hands it on as its ``DeployError``."""
 
 
 class _BatchedNMS(torch.autograd.Function):
@@ -100,15 +103,15 @@ def _decode(coder, priors: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
     from mmdet.models.task_modules.coders.delta_xywh_bbox_coder import delta2bbox
     shape = deltas.shape
     out = delta2bbox(priors.reshape(-1, 4), deltas.reshape(-1, 4), coder.means, coder.stds, None,
-                     coder.wh_ratio_clip if hasattr(coder, 'wh_ratio_clip') else 16 / 1000, False,
+                     16 / 1000, False,  # the coder's default wh_ratio_clip, which mmdet's heads never change
                      coder.add_ctr_clamp, coder.ctr_clamp)
     return out.reshape(shape)
 
 
 def _check_coder(coder, where: str) -> None:
     if type(coder).__name__ != 'DeltaXYWHBBoxCoder':
-        raise DeployError(f'{where} uses {type(coder).__name__}; the detector graph decodes DeltaXYWHBBoxCoder '
-                          'boxes only: run this model with tools/infer.py CONFIG CKPT')
+        raise UnsupportedDetector(f'{where} uses {type(coder).__name__}; the detector graph decodes '
+                                  'DeltaXYWHBBoxCoder boxes only: run this model with tools/infer.py CONFIG CKPT')
 
 
 def _dense_candidates(head, cls_scores: Sequence[torch.Tensor], bbox_preds: Sequence[torch.Tensor], nms_pre: int,
@@ -148,7 +151,8 @@ def _roi_align_levels(extractor, feats: Sequence[torch.Tensor], rois: torch.Tens
     pooled = None
     for i, (feat, layer) in enumerate(zip(feats, extractor.roi_layers)):
         if getattr(layer, 'pool_mode', 'avg') != 'avg':
-            raise DeployError(f'RoIAlign with pool_mode={layer.pool_mode!r} does not export; use pool_mode="avg"')
+            raise UnsupportedDetector(f'RoIAlign with pool_mode={layer.pool_mode!r} does not export; use '
+                                      'pool_mode="avg"')
         out = torchvision.ops.roi_align(feat, rois, layer.output_size, layer.spatial_scale, layer.sampling_ratio,
                                         layer.aligned)
         pick = (levels == i)[:, None, None, None]
@@ -177,9 +181,9 @@ class DetectorGraph(nn.Module):
                 ('a shared head', not getattr(roi, 'with_shared_head', False)),
                 ('a cascade of stages', type(roi).__name__ == 'StandardRoIHead')) if not ok]
             if unsupported:
-                raise DeployError(f'the RoI head ({type(roi).__name__}) has {unsupported[0]}; the detector graph '
-                                  'exports StandardRoIHead with one box head (and FCNMaskHead): run this model with '
-                                  'tools/infer.py CONFIG CKPT')
+                raise UnsupportedDetector(f'the RoI head ({type(roi).__name__}) has {unsupported[0]}; the detector '
+                                          'graph exports StandardRoIHead with one box head (and FCNMaskHead): run '
+                                          'this model with tools/infer.py CONFIG CKPT')
             _check_coder(detector.rpn_head.bbox_coder, 'the RPN head')
             _check_coder(roi.bbox_head.bbox_coder, 'the box head')
             self.with_mask = bool(getattr(roi, 'with_mask', False))
@@ -188,9 +192,9 @@ class DetectorGraph(nn.Module):
             head = getattr(detector, 'bbox_head', None)
             if head is None or not hasattr(head, 'prior_generator') or type(head).__name__ not in (
                     'RetinaHead', 'AnchorHead'):
-                raise DeployError(f'{type(detector).__name__} with {type(head).__name__}: the detector graph exports '
-                                  'RetinaNet-style anchor heads and RPN + RoI heads (Faster / Mask R-CNN); run this '
-                                  'model with tools/infer.py CONFIG CKPT')
+                raise UnsupportedDetector(f'{type(detector).__name__} with {type(head).__name__}: the detector graph '
+                                          'exports RetinaNet-style anchor heads and RPN + RoI heads (Faster / Mask '
+                                          'R-CNN); run this model with tools/infer.py CONFIG CKPT')
             _check_coder(head.bbox_coder, 'the box head')
             self.with_mask = False
             self.cfg = detector.test_cfg
@@ -278,8 +282,8 @@ def export_detector(graph: DetectorGraph, path: str, shape: Sequence[int] = (448
     """``graph`` through the TorchScript exporter, its example a batch of two at ``shape``: inputs ``input`` (batch,
     height, width dynamic) and ``image_size`` (batch dynamic). Returns ``path``."""
     if opset < MIN_OPSET:
-        raise DeployError(f'opset {opset}: detectors need opset {MIN_OPSET} or newer (RoiAlign with aligned '
-                          'coordinates)')
+        raise UnsupportedDetector(f'opset {opset}: detectors need opset {MIN_OPSET} or newer (RoiAlign with '
+                                  'aligned coordinates)')
     example = (torch.randn(2, 3, *shape), torch.tensor([list(shape)] * 2, dtype=torch.int64))
     axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}, 'image_size': {0: 'batch'}}
     axes.update({name: {0: 'batch'} for name in graph.output_names})

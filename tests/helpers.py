@@ -102,9 +102,9 @@ def detections_of(predictions):
                  labels=np.array([i['label'] for i in inst], np.int64))
         if inst and 'mask_rle' in inst[0]:
             from pycocotools import mask as mask_utils
-            d['masks'] = np.stack([mask_utils.decode(dict(size=i['mask_rle']['size'],
-                                                          counts=i['mask_rle']['counts'].encode())).astype(bool)
-                                   for i in inst])
+            d['masks'] = np.stack([
+                mask_utils.decode(dict(size=i['mask_rle']['size'], counts=i['mask_rle']['counts'].encode()))
+                .astype(bool) for i in inst])
         out[os.path.basename(im['image'])] = d
     return out
 

@@ -92,8 +92,8 @@ def test_mask_rcnn_graph_is_mmdet_predict(seed):
 
 
 def test_unsupported_detectors_are_refused():
-    from mmdavit.deploy import DeployError
+    from mmdavit.deploy import DeployError, graph_for
     _, model = _detector('configs/toy/mask-rcnn_davit-t_toy-coco-quick.py')
     model.roi_head.bbox_head.bbox_coder = type('TBLRBBoxCoder', (), {})()
     with pytest.raises(DeployError, match='TBLRBBoxCoder.*tools/infer.py'):
-        DetectorGraph(model)
+        graph_for('mmdet', model)

@@ -1,7 +1,7 @@
-"""tools/deploy.py and tools/infer.py DIR end to end: export the toy classifier, segmenter and RetinaNet, run the folder with
-onnxruntime in a process where torch and OpenMMLab cannot be imported, and compare its predictions.json with the
-PyTorch path's on the same images (the toy images, and copies at other sizes, which the pipeline resizes); then the
-bad inputs: one line, exit 2, nothing written.
+"""tools/deploy.py and tools/infer.py DIR end to end: export the toy classifier, segmenter and RetinaNet, run the
+folder with onnxruntime in a process where torch and OpenMMLab cannot be imported, and compare its predictions.json
+with the PyTorch path's on the same images (the toy images, and copies at other sizes, which the pipeline resizes);
+then the bad inputs: one line, exit 2, nothing written.
 
 The checkpoints are seeded random-weight models (what is checked is that both paths compute the same thing); the
 trained Mask R-CNN of the quick demo is deployed in tests/tools/test_demo.py, and docs/deployment.md has the
