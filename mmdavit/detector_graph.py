@@ -3,8 +3,8 @@
 Graph: ``input`` (B, 3, H, W), the preprocessed and padded batch, and ``image_size`` (B, 2), each image's (h, w)
 before padding (mmdet clips boxes to it, not to the padded batch) -> ``dets`` (B, K, 5: x1, y1, x2, y2, score),
 ``labels`` (B, K), and for Mask R-CNN ``masks`` (B, K, M, M), each detection's mask probabilities in its box. K is
-the config's ``max_per_img``; rows past an image's detections have label -1 and score 0. Boxes are in the input's
-pixels: the runtime divides them by the resize factor and pastes the masks at the original image's size, as mmdet's
+the config's ``max_per_img``; rows past an image's detections have label -1, score 0 and an empty mask. Boxes are in
+the input's pixels: the runtime divides them by the resize factor and pastes the masks at the original image's size, as mmdet's
 ``FCNMaskHead`` does (``davit_deploy.detection``): N x H x W pasted masks would make the graph's output hundreds
 of megabytes for one photo, the M x M ones are a few kilobytes each.
 
@@ -270,7 +270,7 @@ class DetectorGraph(nn.Module):
             chosen = torch.zeros_like(chosen)
         logits = logits[torch.arange(logits.shape[0], device=logits.device), chosen]
         masks = logits.sigmoid().reshape(batch, k, logits.shape[-2], logits.shape[-1])
-        return outputs + (masks, )
+        return outputs + (masks * kept[..., None, None].to(masks.dtype), )  # padding rows: empty masks
 
     @staticmethod
     def _outputs(boxes, score, labels, kept):

@@ -97,3 +97,21 @@ def test_unsupported_detectors_are_refused():
     model.roi_head.bbox_head.bbox_coder = type('TBLRBBoxCoder', (), {})()
     with pytest.raises(DeployError, match='TBLRBBoxCoder.*tools/infer.py'):
         graph_for('mmdet', model)
+
+
+def test_a_batch_gives_each_image_what_it_gives_alone(seed):
+    """Images of one padded size in one batch: each image's rows equal its own run's, padding rows empty."""
+    toy_data('coco')
+    _, model = _detector('configs/toy/mask-rcnn_davit-t_toy-coco-quick.py')
+    model.test_cfg.rcnn.score_thr = 0.0
+    graph = DetectorGraph(model)
+    x, sizes = torch.randn(3, 3, 96, 112), torch.tensor([[96, 112], [90, 100], [96, 97]])
+    with torch.no_grad():
+        batch = graph(x, sizes)
+        for i in range(3):
+            alone = graph(x[i:i + 1], sizes[i:i + 1])
+            n = int((alone[1][0] >= 0).sum())
+            assert n > 0 and torch.equal(batch[1][i], alone[1][0])
+            for b, a in zip(batch, alone):
+                assert torch.allclose(b[i], a[0], atol=1e-4)
+            assert (batch[2][i, n:] == 0).all() and (batch[0][i, n:] == 0).all()
