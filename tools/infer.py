@@ -2,7 +2,7 @@
 """Runs a trained model on your own images, any task (the config's default_scope picks mmdet, mmseg or mmpretrain).
 
     python tools/infer.py CONFIG CKPT IMAGE_OR_DIR --out DIR [--score-thr 0.3] [--device cpu]
-    python tools/infer.py DEPLOYED_DIR IMAGE_OR_DIR --out DIR [--device cpu|cuda] [--threads N]
+    python tools/infer.py DEPLOYED_DIR IMAGE_OR_DIR --out DIR [--device cpu|cuda] [--threads N] [--score-thr 0.3]
                                       # a tools/deploy.py folder: onnxruntime only (davit_deploy/infer.py)
 
 Writes, for every image (a file, or the images directly inside a folder):
