@@ -76,30 +76,28 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def match(reference: dict, exported: dict, score_thr: float = 0.3, score_tol: float = 0.02) -> dict:
-    """Each reference detection scoring >= ``score_thr`` paired with its exported twin: the same class, the
-    highest box IoU among the unpaired ones scoring within ``score_tol``. Returns the counts and the worst pair's
-    box IoU, score difference and mask IoU (1.0 / 0.0 when there is nothing to pair)."""
-    used = set()
-    worst = dict(box_iou=1.0, score_diff=0.0, mask_iou=1.0)
+    """Each reference detection scoring >= ``score_thr`` paired with an exported twin of the same class scoring
+    within ``score_tol``: the pairs of highest box IoU first, so that among many overlapping detections each finds
+    its own twin rather than a neighbour. Returns the counts and the worst pair's box IoU, score difference and mask
+    IoU (1.0 / 0.0 when there is nothing to pair)."""
     wanted = [i for i, s in enumerate(reference['scores']) if s >= score_thr]
-    paired = 0
+    candidates = []
     for i in wanted:
-        best, best_iou = None, -1.0
         for j, (label, score) in enumerate(zip(exported['labels'], exported['scores'])):
-            if j in used or label != reference['labels'][i] or abs(score - reference['scores'][i]) > score_tol:
-                continue
-            iou = box_iou(reference['boxes'][i], exported['boxes'][j])
-            if iou > best_iou:
-                best, best_iou = j, iou
-        if best is None:
-            worst['box_iou'] = 0.0
-            continue
-        used.add(best)
-        paired += 1
-        worst['box_iou'] = min(worst['box_iou'], best_iou)
-        worst['score_diff'] = max(worst['score_diff'], abs(float(exported['scores'][best] - reference['scores'][i])))
-        if 'masks' in reference and 'masks' in exported:
-            worst['mask_iou'] = min(worst['mask_iou'], mask_iou(reference['masks'][i], exported['masks'][best]))
+            if label == reference['labels'][i] and abs(score - reference['scores'][i]) <= score_tol:
+                candidates.append((box_iou(reference['boxes'][i], exported['boxes'][j]), i, j))
+    pairs, taken_i, taken_j = [], set(), set()
+    for iou, i, j in sorted(candidates, key=lambda c: -c[0]):
+        if i not in taken_i and j not in taken_j:
+            pairs.append((iou, i, j))
+            taken_i.add(i)
+            taken_j.add(j)
+    worst = dict(box_iou=min([iou for iou, _, _ in pairs] + [1.0]) if len(pairs) == len(wanted) else 0.0,
+                 score_diff=max([abs(float(exported['scores'][j] - reference['scores'][i])) for _, i, j in pairs]
+                                + [0.0]),
+                 mask_iou=1.0)
+    if 'masks' in reference and 'masks' in exported:
+        worst['mask_iou'] = min([mask_iou(reference['masks'][i], exported['masks'][j]) for _, i, j in pairs] + [1.0])
     # the other way round: an exported detection clearly above the threshold that nothing in PyTorch explains
-    extra = sum(1 for j, s in enumerate(exported['scores']) if j not in used and s >= score_thr + score_tol)
-    return dict(reference=len(wanted), paired=paired, unexplained=extra, **worst)
+    extra = sum(1 for j, s in enumerate(exported['scores']) if j not in taken_j and s >= score_thr + score_tol)
+    return dict(reference=len(wanted), paired=len(pairs), unexplained=extra, **worst)
