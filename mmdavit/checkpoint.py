@@ -13,6 +13,7 @@ the Runner's ``load_from``, build the model before they read the file) and the c
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any, List
 
 import torch
@@ -50,13 +51,18 @@ def _history_buffer_getattr(obj, name):
 
 
 def _resolve_globals() -> List[Any]:
+    """(object, the name a pickle calls it by) for each allowed global. The name is given rather than read from the
+    object: numpy 2 keeps ``numpy.core`` as an alias of ``numpy._core`` and pickles arrays under the old name, while
+    the function itself says it lives in ``numpy._core``, so torch's own naming would not match the pickle."""
     found = []
     for module, names in CHECKPOINT_GLOBALS.items():
         try:
-            mod = importlib.import_module(module)
+            with warnings.catch_warnings():  # numpy 2's notice that numpy.core is deprecated
+                warnings.simplefilter('ignore', DeprecationWarning)
+                mod = importlib.import_module(module)
         except Exception:  # numpy 1 vs 2 naming, mmengine absent: skip what does not exist here
             continue
-        found += [getattr(mod, n) for n in names if hasattr(mod, n)]
+        found += [(getattr(mod, n), f'{module}.{n}') for n in names if hasattr(mod, n)]
     return found
 
 

@@ -19,6 +19,19 @@ def test_numpy_payloads_load_weights_only(tmp_path):
     assert ck['meta']['seed'] == 3 and ck['meta']['hist'].sum() == 6
 
 
+def test_a_numpy_1_checkpoint_loads_under_numpy_2(tmp_path):
+    """numpy 1 pickles arrays as numpy.core.multiarray._reconstruct; numpy 2 keeps that name as an alias of
+    numpy._core but its function says numpy._core, which torch's allow-list used to match against. The file is
+    written here and given numpy 1's names (a no-op under numpy 1), in torch's legacy format, one plain pickle."""
+    path = tmp_path / 'numpy1.pth'
+    torch.save({'meta': {'array': np.arange(3.0), 'scalar': np.float64(2.5)}}, path,
+               _use_new_zipfile_serialization=False)
+    path.write_bytes(path.read_bytes().replace(b'numpy._core.multiarray', b'numpy.core.multiarray'))
+    assert b'numpy.core.multiarray' in path.read_bytes()
+    meta = load_checkpoint_file(str(path))['meta']
+    assert np.array_equal(meta['array'], np.arange(3.0)) and meta['scalar'] == 2.5
+
+
 def test_history_buffer_loads_and_other_getattr_is_refused(tmp_path):
     from mmengine.logging import MessageHub
     hub = MessageHub('t')
