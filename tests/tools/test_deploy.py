@@ -161,9 +161,18 @@ def test_infer_deployed_folder_without_torch_matches_pytorch(task, deployed, ckp
         exported, torch_ = detections_of(ort), detections_of(ref)
         assert sum(len(d['scores']) for d in torch_.values()) >= 6
         for name, want in torch_.items():
-            report = match(want, exported[name], 0.3)
+            got = exported[name]
+            report = match(want, got, 0.3)
             assert report['paired'] == report['reference'] and not report['unexplained'], (name, report)
-            assert report['box_iou'] >= 0.95 and report['score_diff'] <= 0.02, (name, report)
+            assert report['score_diff'] <= 0.02, (name, report)
+            if report['box_iou'] < 0.95:
+                # predictions.json rounds coordinates to 0.1 px: on a box a pixel wide (random weights make some)
+                # one rounding step alone costs IoU 0.92, so there the coordinates must agree within that step
+                for i in np.flatnonzero(want['scores'] >= 0.3):
+                    near = [np.abs(got['boxes'][j] - want['boxes'][i]).max() for j in range(len(got['scores']))
+                            if got['labels'][j] == want['labels'][i]
+                            and abs(got['scores'][j] - want['scores'][i]) <= 0.02]
+                    assert min(near) <= 0.1 + 1e-4, (name, i, want['boxes'][i], report)
     else:
         for a, b in zip(ort['images'], ref['images']):
             assert [d['label'] for d in a['top5']] == [d['label'] for d in b['top5']], a['image']
