@@ -52,8 +52,9 @@ def _history_buffer_getattr(obj, name):
 
 def _resolve_globals() -> List[Any]:
     """(object, the name a pickle calls it by) for each allowed global. The name is given rather than read from the
-    object: numpy 2 keeps ``numpy.core`` as an alias of ``numpy._core`` and pickles arrays under the old name, while
-    the function itself says it lives in ``numpy._core``, so torch's own naming would not match the pickle."""
+    object: a file written under numpy 1 names ``numpy.core.multiarray._reconstruct``, which numpy 2 keeps as an
+    alias of ``numpy._core``, but the function says it lives in ``numpy._core``: torch's own naming would not match
+    the pickle."""
     found = []
     for module, names in CHECKPOINT_GLOBALS.items():
         try:

@@ -10,6 +10,9 @@ for p in (ROOT, os.path.join(ROOT, 'tests'), os.path.join(ROOT, 'tools')):  # to
         sys.path.insert(0, p)
 # timm's vendored test file runs only through tests/davit_backbone/test_timm_contract.py, on our model names
 collect_ignore = ['third_party']
+# the shell launchers (dist_train.sh, demo.sh) and the tests' own subprocesses run DAVIT_VENV's python, .venv by
+# default: the environment running the suite, when it runs under another one (pytest called directly)
+os.environ.setdefault('DAVIT_VENV', os.path.dirname(os.path.dirname(sys.executable)))
 # the cores shared among pytest-xdist's workers (pytest -n N), each taking its part
 torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT') or 1)))
 

@@ -41,9 +41,6 @@ def dense_davit(arch='tiny', **kwargs):
 def run_tool(*args, env=None, timeout=900, cwd=ROOT):
     """Runs a command from the repo root with this interpreter's environment; returns CompletedProcess."""
     full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
-    # the shell launchers (dist_train.sh, demo.sh) run DAVIT_VENV's python, .venv by default: the environment
-    # running these tests, when the suite runs under another one (pytest called directly, not through make test)
-    full_env.setdefault('DAVIT_VENV', os.path.dirname(os.path.dirname(sys.executable)))
     full_env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + full_env.get('PATH', '')
     return subprocess.run(list(args), cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 

@@ -160,16 +160,41 @@ EOF
   # mmcv 2.1.0's setup.py (run for metadata too) fails on setuptools >= 70; torch wants >= 77 at run time: downgrade
   # for this build only (pip's warning about torch's requirement is expected), build.txt's range is restored after.
   "${PIP[@]}" 'setuptools<70'
-  "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary=:all: --no-build-isolation \
-    "mmcv==$MMCV_VERSION" -d "$BUILD"
+  SDIST="$CACHE/sdist/mmcv-$MMCV_VERSION.tar.gz"
+  if [[ -f "$SDIST" ]]; then
+    cp "$SDIST" "$BUILD/"
+  elif ! "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary=:all: --no-build-isolation \
+      "mmcv==$MMCV_VERSION" -d "$BUILD"; then
+    # pip runs the sdist's setup.py for its metadata, which fails on Python >= 3.13 before _patch_mmcv.sh can mend
+    # it: the file itself from the index instead, its sha256 checked against the index's
+    say "pip could not prepare mmcv's sdist (Python >= 3.13 cannot run its setup.py unpatched): fetching the file"
+    "$PY" - "$MMCV_VERSION" "$BUILD" "${PIP_INDEX_URL:-https://pypi.org/simple}" <<'EOF2' || die "could not fetch mmcv $MMCV_VERSION's sdist from ${PIP_INDEX_URL:-https://pypi.org/simple}"
+import hashlib, os, re, sys, urllib.parse, urllib.request
+version, out, index = sys.argv[1:]
+page_url = index.rstrip('/') + '/mmcv/'
+page = urllib.request.urlopen(urllib.request.Request(page_url, headers={'Accept': 'text/html'}), timeout=60).read()
+name = f'mmcv-{version}.tar.gz'
+link = re.search(rf'href="([^"]*/{re.escape(name)})#sha256=([0-9a-f]+)"', page.decode())
+if not link:
+    sys.exit(f'{name} not listed at {page_url}')
+data = urllib.request.urlopen(urllib.parse.urljoin(page_url, link.group(1)), timeout=300).read()
+if hashlib.sha256(data).hexdigest() != link.group(2):
+    sys.exit(f'{name}: sha256 does not match the index')
+with open(os.path.join(out, name), 'wb') as f:
+    f.write(data)
+EOF2
+  fi
   tar -xzf "$BUILD"/mmcv-*.tar.gz -C "$BUILD"
   # the sdist is kept beside the wheels: tests/tools/test_setup_env.py checks that the patch below still applies to it
-  mkdir -p "$CACHE/sdist" && cp "$BUILD"/mmcv-*.tar.gz "$CACHE/sdist/"
+  mkdir -p "$CACHE/sdist" && cp -n "$BUILD"/mmcv-*.tar.gz "$CACHE/sdist/" 2>/dev/null || true
   SRC="$(ls -d "$BUILD"/mmcv-*/ | head -n1)"
-  # torch >= 2.14's headers use C++20 features; mmcv 2.1.0 hard-codes -std=c++17 for its extension.
+  # Python >= 3.13 cannot run mmcv 2.1.0's get_version(); torch >= 2.14's headers use C++20 features, and mmcv 2.1.0
+  # hard-codes -std=c++17 for its extension (tools/_patch_mmcv.sh says more)
+  CXX20=--no-cxx20
   if "$PY" -c 'import torch,sys; v=tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); sys.exit(v < (2, 14))'; then
-    bash "$ROOT/tools/_patch_mmcv.sh" "$SRC" || die "the C++20 patch of mmcv $MMCV_VERSION's setup.py did not apply (above)"
+    CXX20=
   fi
+  bash "$ROOT/tools/_patch_mmcv.sh" "$SRC" $CXX20 || die "the patch of mmcv $MMCV_VERSION's setup.py did not apply (above)"
   export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}"
   mkdir -p "$WHEEL_DIR.tmp"
   "$PY" -m pip wheel --disable-pip-version-check --no-deps --no-build-isolation --no-cache-dir \
