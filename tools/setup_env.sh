@@ -7,7 +7,7 @@
 #
 # Environment:
 #   DAVIT_VENV      where the venv lives (default: <repo>/.venv)
-#   PYTHON          interpreter that creates it (default: python3; tested with 3.11)
+#   PYTHON          interpreter that creates it (default: python3; the suite has run on 3.11, 3.12 and 3.13)
 #   MMDAVIT_CACHE   where built mmcv wheels are kept (default: ~/.cache/mmdavit)
 #   FORCE_CUDA=1    build mmcv's CUDA ops (also chosen automatically when nvcc and a GPU are both present)
 #   MAX_JOBS        parallel compile jobs for mmcv (default: number of cores)

@@ -115,7 +115,7 @@ def test_benchmark_maskrcnn_mode(tmp_path):
     """Whole detectors, ours also exported whole and run as deployed (--onnx)."""
     pytest.importorskip('mmdet')
     pytest.importorskip('onnxruntime')
-    r = _benchmark(tmp_path, '--maskrcnn', '--onnx', '--size', '128', '160')
+    r = _benchmark(tmp_path, '--maskrcnn', '--onnx', '--size', '64', '96')
     assert r['ours'] > 0 and r['swin'] > 0 and r['onnxruntime'] > 0 and r['settings']['maskrcnn'] is True
     assert r['ratio'] == pytest.approx(r['ours'] / r['swin'], rel=1e-2)  # onnxruntime is no reference
     assert r['onnx_ratio'] == pytest.approx(r['onnxruntime'] / r['ours'], rel=1e-2)
