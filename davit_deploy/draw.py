@@ -17,6 +17,16 @@ def _enlarge(img, *maps):
             *[cv2.resize(m.astype(np.int32), size, interpolation=cv2.INTER_NEAREST) for m in maps])
 
 
+def _color(palette, label):
+    """BGR of a class (white for a label the palette lacks)."""
+    rgb = palette[label] if 0 <= label < len(palette) else (255, 255, 255)
+    return tuple(int(c) for c in rgb[::-1])
+
+
+def _name(classes, label):
+    return classes[label] if 0 <= label < len(classes) else str(label)
+
+
 def _text(img, text, org, scale=0.8):
     """White text on a dark box, as the task repos' visualizers label."""
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
@@ -29,15 +39,14 @@ def segmentation(img_bgr, seg_map, classes, palette, alpha=0.6):
     img, seg = _enlarge(img_bgr, seg_map)
     color = np.zeros_like(img)
     for label in np.unique(seg):
-        rgb = palette[label] if 0 <= label < len(palette) else (255, 255, 255)
-        color[seg == label] = rgb[::-1]
+        color[seg == label] = _color(palette, label)
     out = (img * (1 - alpha) + color * alpha).astype(np.uint8)
     for label in np.unique(seg):
         n, comps, stats, centroids = cv2.connectedComponentsWithStats((seg == label).astype(np.uint8))
         if n > 1:
             biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
             x, y = centroids[biggest]
-            name = classes[label] if 0 <= label < len(classes) else str(label)
+            name = _name(classes, label)
             _text(out, name, (int(x) - 7 * len(name), int(y)))
     return out
 
@@ -46,8 +55,7 @@ def classification(img_bgr, top, classes):
     (img,) = _enlarge(img_bgr)
     out = img.copy()
     for row, (label, score) in enumerate(top):
-        name = classes[label] if 0 <= label < len(classes) else str(label)
-        _text(out, f'{name}: {score:.2f}', (8, 30 + 32 * row))
+        _text(out, f'{_name(classes, label)}: {score:.2f}', (8, 30 + 32 * row))
     return out
 
 
@@ -58,17 +66,14 @@ def detection(img_bgr, pred, classes, palette, score_thr=0.3, alpha=0.8):
     k = img.shape[0] // img_bgr.shape[0]
     out = img.astype(np.float32)
     for i, m in zip(keep, masks):
-        rgb = palette[pred['labels'][i]] if 0 <= pred['labels'][i] < len(palette) else (255, 255, 255)
-        out[m > 0] = out[m > 0] * (1 - alpha) + np.array(rgb[::-1], np.float32) * alpha
+        out[m > 0] = out[m > 0] * (1 - alpha) + np.array(_color(palette, int(pred['labels'][i])), np.float32) * alpha
     out = out.astype(np.uint8)
     for m in masks:  # white outlines, as mmdet's visualizer: touching instances of one class stay apart
         contours, _ = cv2.findContours((m > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(out, contours, -1, (255, 255, 255), 2)
     for i in keep:
         label = int(pred['labels'][i])
-        rgb = palette[label] if 0 <= label < len(palette) else (255, 255, 255)
         x0, y0, x1, y1 = (int(round(v * k)) for v in pred['boxes'][i])
-        cv2.rectangle(out, (x0, y0), (x1, y1), tuple(int(c) for c in rgb[::-1]), 2)
-        name = classes[label] if 0 <= label < len(classes) else str(label)
-        _text(out, f'{name}: {pred["scores"][i]:.2f}', (x0, y0 - 4), scale=0.6)
+        cv2.rectangle(out, (x0, y0), (x1, y1), _color(palette, label), 2)
+        _text(out, f'{_name(classes, label)}: {pred["scores"][i]:.2f}', (x0, y0 - 4), scale=0.6)
     return out

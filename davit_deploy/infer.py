@@ -70,38 +70,53 @@ def write_predictions(out, result):
     print(f'pictures: {osp.join(out, "vis")}/  predictions: {osp.join(out, "predictions.json")}')
 
 
-def to_json(model, pred, score_thr=0.3):
-    if model.task == 'mmdet':
-        out = []
-        for i in np.flatnonzero(pred['scores'] >= score_thr):
-            d = {'label': int(pred['labels'][i]), 'class': model.class_name(int(pred['labels'][i])),
-                 'score': round(float(pred['scores'][i]), 4),
-                 'bbox_xyxy': [round(float(v), 1) for v in pred['boxes'][i]]}
-            if 'masks' in pred:
-                d['mask_rle'] = rle.encode(pred['masks'][i])
-            out.append(d)
-        return dict(instances=out)
-    if model.task == 'mmpretrain':
-        return dict(top5=[{'label': i, 'class': model.class_name(i), 'score': round(s, 4)} for i, s in pred['top']])
-    seg, out = pred['seg_map'], []
+# predictions.json's entries and the one line per image, per task: both inference paths (PyTorch's tools/infer.py
+# and this one) write them with these
+def instances_json(boxes, scores, labels, masks, class_name, score_thr):
+    """Detections scoring >= score_thr (masks: (N, H, W) or None)."""
+    out = []
+    for i in np.flatnonzero(np.asarray(scores) >= score_thr):
+        d = {'label': int(labels[i]), 'class': class_name(int(labels[i])), 'score': round(float(scores[i]), 4),
+             'bbox_xyxy': [round(float(v), 1) for v in boxes[i]]}
+        if masks is not None:
+            d['mask_rle'] = rle.encode(masks[i])
+        out.append(d)
+    return dict(instances=out)
+
+
+def segments_json(seg, class_name):
+    out = []
     for label in np.unique(seg):
         m = seg == label
-        out.append({'label': int(label), 'class': model.class_name(int(label)), 'pixels': int(m.sum()),
+        out.append({'label': int(label), 'class': class_name(int(label)), 'pixels': int(m.sum()),
                     'fraction': round(float(m.mean()), 4), 'mask_rle': rle.encode(m)})
     return dict(segments=sorted(out, key=lambda d: -d['pixels']))
 
 
-def summary(model, entry):
-    if model.task == 'mmdet':  # as the PyTorch path's line: '2 objects {'circle': 1, 'square': 1}'
+def top5_json(top, class_name):
+    return dict(top5=[{'label': i, 'class': class_name(i), 'score': round(s, 4)} for i, s in top])
+
+
+def summary(task, entry):
+    if task == 'mmdet':  # '2 objects {'circle': 1, 'square': 1}'
         counts = {}
         for d in entry['instances']:
             counts[d['class']] = counts.get(d['class'], 0) + 1
         n = len(entry['instances'])
         return f'{n} object{"" if n == 1 else "s"}' + (f' {dict(sorted(counts.items()))}' if counts else '')
-    if model.task == 'mmpretrain':
+    if task == 'mmpretrain':
         d = entry['top5'][0]
         return f'{d["class"]} ({d["score"]:.3f})'
     return ', '.join(f'{d["class"]} {100 * d["fraction"]:.1f}%' for d in entry['segments'])
+
+
+def to_json(model, pred, score_thr=0.3):
+    if model.task == 'mmdet':
+        return instances_json(pred['boxes'], pred['scores'], pred['labels'], pred.get('masks'), model.class_name,
+                              score_thr)
+    if model.task == 'mmpretrain':
+        return top5_json(pred['top'], model.class_name)
+    return segments_json(pred['seg_map'], model.class_name)
 
 
 def picture(model, img, pred, score_thr=0.3):
@@ -131,7 +146,7 @@ def main(argv=None):
         return picture(model, img, pred, args.score_thr), dict(height=pred['height'], width=pred['width'],
                                                                **to_json(model, pred, args.score_thr))
 
-    entries = infer_images(images, args.out, predict, lambda entry: summary(model, entry))
+    entries = infer_images(images, args.out, predict, lambda entry: summary(model.task, entry))
     result = dict(task=model.task, config=source.get('config'), checkpoint=source.get('checkpoint'),
                   deployed=args.deployed, classes=model.classes, images=entries)
     if model.task == 'mmdet':

@@ -4,9 +4,9 @@ Graph: ``input`` (B, 3, H, W), the preprocessed and padded batch, and ``image_si
 before padding (mmdet clips boxes to it, not to the padded batch) -> ``dets`` (B, K, 5: x1, y1, x2, y2, score),
 ``labels`` (B, K), and for Mask R-CNN ``masks`` (B, K, M, M), each detection's mask probabilities in its box. K is
 the config's ``max_per_img``; rows past an image's detections have label -1, score 0 and an empty mask. Boxes are in
-the input's pixels: the runtime divides them by the resize factor and pastes the masks at the original image's size, as mmdet's
-``FCNMaskHead`` does (``davit_deploy.detection``): N x H x W pasted masks would make the graph's output hundreds
-of megabytes for one photo, the M x M ones are a few kilobytes each.
+the input's pixels: the runtime divides them by the resize factor and pastes the masks at the original image's
+size, as mmdet's ``FCNMaskHead`` does (``davit_deploy.detection``): N x H x W pasted masks would make the graph's
+output hundreds of megabytes for one photo, the M x M ones are a few kilobytes each.
 
 The model's own modules do the arithmetic (backbone, neck, heads' forward, prior generators, box coders); this
 module is only the glue that mmdet writes in Python loops over images and levels:
@@ -29,7 +29,8 @@ from typing import List, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ['DetectorGraph', 'UnsupportedDetector', 'export_detector', 'nms_topk', 'DET_OUTPUTS', 'MASK_OUTPUTS']
+__all__ = ['DetectorGraph', 'UnsupportedDetector', 'check_opset', 'export_detector', 'nms_topk', 'DET_OUTPUTS',
+           'MASK_OUTPUTS']
 
 DET_OUTPUTS = ('dets', 'labels')
 MASK_OUTPUTS = DET_OUTPUTS + ('masks', )
@@ -278,12 +279,16 @@ class DetectorGraph(nn.Module):
         return dets, torch.where(kept, labels, torch.full_like(labels, -1))
 
 
-def export_detector(graph: DetectorGraph, path: str, shape: Sequence[int] = (448, 480), opset: int = 18) -> str:
-    """``graph`` through the TorchScript exporter, its example a batch of two at ``shape``: inputs ``input`` (batch,
-    height, width dynamic) and ``image_size`` (batch dynamic). Returns ``path``."""
+def check_opset(opset: int) -> None:
     if opset < MIN_OPSET:
         raise UnsupportedDetector(f'opset {opset}: detectors need opset {MIN_OPSET} or newer (RoiAlign with '
                                   'aligned coordinates)')
+
+
+def export_detector(graph: DetectorGraph, path: str, shape: Sequence[int] = (448, 480), opset: int = 18) -> str:
+    """``graph`` through the TorchScript exporter, its example a batch of two at ``shape``: inputs ``input`` (batch,
+    height, width dynamic) and ``image_size`` (batch dynamic). Returns ``path``."""
+    check_opset(opset)
     example = (torch.randn(2, 3, *shape), torch.tensor([list(shape)] * 2, dtype=torch.int64))
     axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}, 'image_size': {0: 'batch'}}
     axes.update({name: {0: 'batch'} for name in graph.output_names})

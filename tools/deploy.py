@@ -83,17 +83,23 @@ def verification_images(path, shape):
     return out
 
 
+def preprocessed(name, img, recipe, lo, hi):
+    """A --verify image as the deployed runtime feeds it (batch, size before padding), refused outside lo..hi."""
+    from davit_deploy.preprocess import preprocess
+    x, size = preprocess(img, recipe)
+    if not (lo <= x.shape[2] <= hi and lo <= x.shape[3] <= hi):
+        raise ru.UserError(f'--verify image {name} is {x.shape[2]} x {x.shape[3]} after preprocessing, outside '
+                           f'the graph\'s {lo}..{hi}: pass --min-size/--max-size to cover it')
+    return x, size
+
+
 def verify(scope, reference, session, recipe, images, lo, hi):
     """PyTorch vs onnxruntime on each image's preprocessed batch; returns the report, raises on disagreement."""
     import torch
     from davit_backbone.export import run_onnx
-    from davit_deploy.preprocess import preprocess
     worst, rows = None, []
     for name, img in images:
-        x, _ = preprocess(img, recipe)
-        if not (lo <= x.shape[2] <= hi and lo <= x.shape[3] <= hi):
-            raise ru.UserError(f'--verify image {name} is {x.shape[2]} x {x.shape[3]} after preprocessing, outside '
-                               f'the graph\'s {lo}..{hi}: pass --min-size/--max-size to cover it')
+        x, _ = preprocessed(name, img, recipe, lo, hi)
         with torch.no_grad():
             ref = [t.numpy() for t in reference(torch.from_numpy(x))]
         out = run_onnx(session, x)
@@ -123,15 +129,11 @@ def verify_detector(model, session, recipe, images, lo, hi, mask_thr):
     import torch
     from mmdet.structures import DetDataSample
     from davit_deploy.detection import match, postprocess
-    from davit_deploy.preprocess import preprocess
     names = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
     rows, bad = [], None
     for name, img in images:
-        x, (h, w) = preprocess(img, recipe)
-        if not (lo <= x.shape[2] <= hi and lo <= x.shape[3] <= hi):
-            raise ru.UserError(f'--verify image {name} is {x.shape[2]} x {x.shape[3]} after preprocessing, outside '
-                               f'the graph\'s {lo}..{hi}: pass --min-size/--max-size to cover it')
+        x, (h, w) = preprocessed(name, img, recipe, lo, hi)
         h0, w0 = img.shape[:2]
         sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h0, w0), scale_factor=(w / w0, h / h0),
                                              pad_shape=tuple(x.shape[2:]), batch_input_shape=tuple(x.shape[2:])))
@@ -170,7 +172,7 @@ def main(argv=None):
     cfg = _config.load_config(args.config, args.cfg_options, None)
     scope = cfg.default_scope
     from davit_backbone.export import DEFAULT_OPSET, DYNAMO_MIN_SIZE, export_onnx, onnx_session
-    from mmdavit.detector_graph import MIN_OPSET, export_detector
+    from mmdavit.detector_graph import UnsupportedDetector, check_opset, export_detector
     from mmdavit.deploy import (DEPLOY_FORMAT, DeployError, check_scope, graph_for, postprocess_recipe,
                                 preprocess_recipe)
     try:
@@ -181,9 +183,11 @@ def main(argv=None):
     if not 1 <= lo <= min(args.shape) <= max(args.shape) <= hi:
         raise ru.UserError(f'--shape {args.shape[0]} {args.shape[1]} must lie within --min-size {lo} and '
                            f'--max-size {hi}')
-    if scope == 'mmdet' and (args.opset or DEFAULT_OPSET) < MIN_OPSET:
-        raise ru.UserError(f'--opset {args.opset}: detectors need opset {MIN_OPSET} or newer (RoiAlign with aligned '
-                           'coordinates)')
+    if scope == 'mmdet':
+        try:
+            check_opset(args.opset or DEFAULT_OPSET)
+        except UnsupportedDetector as e:
+            raise ru.UserError(f'--{e}') from None
     if scope == 'mmdet' and args.exporter == 'dynamo':
         raise ru.UserError('--exporter dynamo does not export detectors (their NMS is written for the TorchScript '
                            'exporter): leave --exporter at torchscript')

@@ -37,8 +37,9 @@ warnings.filterwarnings('ignore', message='Failed to add <class')
 
 import _cli as ru  # noqa: E402  tools/ is on sys.path as the script's folder
 import _config  # noqa: E402
-from davit_deploy import rle  # noqa: E402  COCO's RLE, as pycocotools writes it
-from davit_deploy.infer import IMAGE_EXTS, infer_images, write_predictions  # noqa: E402  the loop both paths share
+# the loop, the predictions.json entries and the per-image line both paths (this one and the deployed one) share
+from davit_deploy.infer import (IMAGE_EXTS, infer_images, instances_json, segments_json, summary,  # noqa: E402
+                                top5_json, write_predictions)
 from mmdavit.loading import Checkpoint, build_model  # noqa: E402
 
 TOPK = 5
@@ -188,23 +189,8 @@ class DetTask(Task):
 
     def to_json(self, pred):
         inst = pred.pred_instances.cpu().numpy()
-        keep = inst.scores >= self.score_thr
-        out = []
-        masks = inst.masks[keep] if 'masks' in inst else None
-        for i, (box, label, score) in enumerate(zip(inst.bboxes[keep], inst.labels[keep], inst.scores[keep])):
-            d = {'label': int(label), 'class': self.class_name(int(label)), 'score': round(float(score), 4),
-                 'bbox_xyxy': [round(float(v), 1) for v in box]}
-            if masks is not None:
-                d['mask_rle'] = rle.encode(masks[i])
-            out.append(d)
-        return dict(instances=out)
-
-    def summary(self, entry):
-        counts = {}
-        for d in entry['instances']:
-            counts[d['class']] = counts.get(d['class'], 0) + 1
-        n = len(entry['instances'])
-        return f'{n} object{"" if n == 1 else "s"}' + (f' {dict(sorted(counts.items()))}' if counts else '')
+        return instances_json(inst.bboxes, inst.scores, inst.labels, inst.masks if 'masks' in inst else None,
+                              self.class_name, self.score_thr)
 
 
 class SegTask(Task):
@@ -234,16 +220,7 @@ class SegTask(Task):
         return vis.get_image()
 
     def to_json(self, pred):
-        seg = pred.pred_sem_seg.data[0].cpu().numpy()
-        out = []
-        for label in np.unique(seg):
-            m = seg == label
-            out.append({'label': int(label), 'class': self.class_name(int(label)), 'pixels': int(m.sum()),
-                        'fraction': round(float(m.mean()), 4), 'mask_rle': rle.encode(m)})
-        return dict(segments=sorted(out, key=lambda d: -d['pixels']))
-
-    def summary(self, entry):
-        return ', '.join(f'{d["class"]} {100 * d["fraction"]:.1f}%' for d in entry['segments'])
+        return segments_json(pred.pred_sem_seg.data[0].cpu().numpy(), self.class_name)
 
 
 class ClsTask(Task):
@@ -278,12 +255,7 @@ class ClsTask(Task):
                                        draw_score=True)
 
     def to_json(self, pred):
-        return dict(top5=[{'label': i, 'class': self.class_name(i), 'score': round(s, 4)}
-                          for i, s in self.topk(pred)])
-
-    def summary(self, entry):
-        d = entry['top5'][0]
-        return f'{d["class"]} ({d["score"]:.3f})'
+        return top5_json(self.topk(pred), self.class_name)
 
 
 TASKS = {'mmdet': DetTask, 'mmseg': SegTask, 'mmpretrain': ClsTask}
@@ -315,7 +287,7 @@ def main(argv=None):
         return task.picture(img, pred, osp.basename(path))[..., ::-1], dict(height=int(h), width=int(w),
                                                                              **task.to_json(pred))
 
-    entries = infer_images(images, args.out, predict, task.summary)
+    entries = infer_images(images, args.out, predict, lambda entry: summary(scope, entry))
     result = dict(task=scope, config=args.config, checkpoint=args.checkpoint, classes=task.classes,
                   images=entries)
     if scope == 'mmdet':
