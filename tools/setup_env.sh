@@ -166,27 +166,14 @@ EOF
   elif ! "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary=:all: --no-build-isolation \
       "mmcv==$MMCV_VERSION" -d "$BUILD"; then
     # pip runs the sdist's setup.py for its metadata, which fails on Python >= 3.13 before _patch_mmcv.sh can mend
-    # it: the file itself from the index instead, its sha256 checked against the index's
+    # it: the file itself from the index instead
     say "pip could not prepare mmcv's sdist (Python >= 3.13 cannot run its setup.py unpatched): fetching the file"
-    "$PY" - "$MMCV_VERSION" "$BUILD" "${PIP_INDEX_URL:-https://pypi.org/simple}" <<'EOF2' || die "could not fetch mmcv $MMCV_VERSION's sdist from ${PIP_INDEX_URL:-https://pypi.org/simple}"
-import hashlib, os, re, sys, urllib.parse, urllib.request
-version, out, index = sys.argv[1:]
-page_url = index.rstrip('/') + '/mmcv/'
-page = urllib.request.urlopen(urllib.request.Request(page_url, headers={'Accept': 'text/html'}), timeout=60).read()
-name = f'mmcv-{version}.tar.gz'
-link = re.search(rf'href="([^"]*/{re.escape(name)})#sha256=([0-9a-f]+)"', page.decode())
-if not link:
-    sys.exit(f'{name} not listed at {page_url}')
-data = urllib.request.urlopen(urllib.parse.urljoin(page_url, link.group(1)), timeout=300).read()
-if hashlib.sha256(data).hexdigest() != link.group(2):
-    sys.exit(f'{name}: sha256 does not match the index')
-with open(os.path.join(out, name), 'wb') as f:
-    f.write(data)
-EOF2
+    "$PY" "$ROOT/tools/_fetch_mmcv_sdist.py" "$MMCV_VERSION" "$BUILD" >/dev/null || die "mmcv's sdist (above)"
   fi
   tar -xzf "$BUILD"/mmcv-*.tar.gz -C "$BUILD"
   # the sdist is kept beside the wheels: tests/tools/test_setup_env.py checks that the patch below still applies to it
-  mkdir -p "$CACHE/sdist" && cp -n "$BUILD"/mmcv-*.tar.gz "$CACHE/sdist/" 2>/dev/null || true
+  mkdir -p "$CACHE/sdist"
+  [[ -f "$SDIST" ]] || cp "$BUILD/mmcv-$MMCV_VERSION.tar.gz" "$SDIST"
   SRC="$(ls -d "$BUILD"/mmcv-*/ | head -n1)"
   # Python >= 3.13 cannot run mmcv 2.1.0's get_version(); torch >= 2.14's headers use C++20 features, and mmcv 2.1.0
   # hard-codes -std=c++17 for its extension (tools/_patch_mmcv.sh says more)

@@ -1,11 +1,11 @@
 """tools/setup_env.sh's C++20 patch (tools/_patch_mmcv.sh) against mmcv 2.1.0's real sdist: it must still apply, so
 that a CUDA build (hours on small machines) never starts from an unpatched setup.py. The sdist is the one
-setup_env.sh kept in its cache; without one (the wheel came from a wheelhouse) it is fetched from the package index."""
+setup_env.sh kept in its cache; without one (the wheel came from a wheelhouse) it is fetched from the package index
+by tools/_fetch_mmcv_sdist.py, setup_env.sh's own fetcher for Python >= 3.13."""
 import hashlib
 import os
-import re
+import sys
 import tarfile
-import urllib.request
 
 from helpers import run_tool
 
@@ -19,14 +19,13 @@ def _sdist(tmp_path):
     kept = os.path.join(cache, 'sdist', MMCV_SDIST)
     if os.path.isfile(kept):
         return kept
-    page = urllib.request.urlopen(urllib.request.Request('https://pypi.org/simple/mmcv/',
-                                                         headers={'Accept': 'text/html'}), timeout=60).read()
-    url = re.search(rf'href="([^"]*/{re.escape(MMCV_SDIST)})#sha256=', page.decode()).group(1)
-    data = urllib.request.urlopen(url, timeout=120).read()
-    assert hashlib.sha256(data).hexdigest() == SHA256
-    path = tmp_path / MMCV_SDIST
-    path.write_bytes(data)
-    return str(path)
+    # the fetcher setup_env.sh uses where pip cannot prepare the sdist (Python >= 3.13)
+    r = run_tool(sys.executable, 'tools/_fetch_mmcv_sdist.py', '2.1.0', str(tmp_path), 'https://pypi.org/simple')
+    assert r.returncode == 0, r.stderr
+    path = r.stdout.strip()
+    with open(path, 'rb') as f:
+        assert hashlib.sha256(f.read()).hexdigest() == SHA256
+    return path
 
 
 def test_patches_apply_to_the_mmcv_sdist(tmp_path):
