@@ -4,6 +4,7 @@
     python tools/benchmark.py [--arch tiny] [--batch 8] [--size 224 | --size 800 1216] [--device cpu|cuda]
                               [--dtype fp32|bf16|fp16] [--mode infer|train] [--dense] [--compile] [--with-cp]
     python tools/benchmark.py --maskrcnn [--size 800 1216] [--device cpu|cuda]
+    python tools/benchmark.py --arch huge_fl --dense --mode train --with-cp --ours-only    # memory of a big tower
     python tools/benchmark.py --onnx [--dense] [--size 800 1216]     # + ours exported, in onnxruntime (CPU)
     python tools/benchmark.py --maskrcnn --onnx [--size 800 1216]    # + our whole Mask R-CNN, in onnxruntime
 
@@ -22,6 +23,8 @@ onnxruntime / ours eager (its memory is onnxruntime's own, which the profiler do
 the whole detector as tools/deploy.py exports it (mmdavit.detector_graph), timed with the runtime's post-processing
 (boxes rescaled, masks pasted: davit_deploy.detection), against its eager ``test_step``.
 --with-cp also measures ours without checkpointing and reports ``with_cp_memory_ratio`` (peak with / without).
+--ours-only leaves timm and mmpretrain out (``ratio`` null): for a tower as big as huge_fl (360M parameters, their
+AdamW states and the step's activations) three copies do not fit beside each other, and each costs minutes a step.
 --maskrcnn compares whole detectors instead (needs mmdet): our DaViT-T Mask R-CNN config against mmdet's own Swin-T
 Mask R-CNN (same FLOPs class), batch 1 inference through ``test_step`` (preprocessing, backbone, FPN, RPN, RoI and
 mask heads, post-processing), random weights and ``score_thr=0`` so both keep 100 detections and run the mask head
@@ -75,7 +78,9 @@ def build_ours(arch, dense, with_cp):
     return DenseBackbone(arch, with_cp) if dense else DaViT(arch, with_cp=with_cp, drop_path_rate=0.0)
 
 
-def build_models(arch, dense, with_cp):
+def build_models(arch, dense, with_cp, references=True):
+    if not references:
+        return {'ours': build_ours(arch, dense, with_cp)}  # random weights: speed and memory do not depend on them
     models = {}
     import timm
     ref = timm.create_model(f'davit_{arch}', features_only=dense, **({} if dense else {'num_classes': 1000}))
@@ -246,7 +251,7 @@ def run(args):
         models, data = build_maskrcnn_models(size)
         x = None
     else:
-        models = build_models(args.arch, args.dense, args.with_cp)
+        models = build_models(args.arch, args.dense, args.with_cp, references=not args.ours_only)
         x = torch.randn(args.batch, 3, *size, device=device)
     if args.compile and device.type == 'cpu' and args.mode == 'infer':
         # inductor's CPU inference recipe: weights frozen as constants, Linear/conv on prepacked oneDNN kernels
@@ -312,6 +317,7 @@ def run(args):
     result.update(settings=dict(arch='tiny' if args.maskrcnn else args.arch, batch=batch, size=list(size),
                                 device=args.device, dtype=args.dtype, mode=args.mode, dense=args.dense,
                                 maskrcnn=args.maskrcnn, compile=args.compile, with_cp=args.with_cp, onnx=args.onnx,
+                                ours_only=args.ours_only,
                                 threads=torch.get_num_threads(), torch=torch.__version__,
                                 cpu=platform.processor() or platform.machine(), cores=os.cpu_count()))
     return result
@@ -331,7 +337,8 @@ def print_table(r):
         if 'tflops' in r:
             row += f"{r['tflops'][n]:>10.1f}"
         print(row)
-    print(f"ratio (ours / best reference): {r['ratio']}")
+    if r['ratio'] is not None:
+        print(f"ratio (ours / best reference): {r['ratio']}")
     if 'onnx_ratio' in r:
         print(f"onnx_ratio (onnxruntime / ours eager): {r['onnx_ratio']}")
     if 'with_cp_memory_ratio' in r:
@@ -353,6 +360,7 @@ def main(argv=None):
     p.add_argument('--compile', action='store_true')
     p.add_argument('--onnx', action='store_true', help='also time ours exported to ONNX in onnxruntime (CPU, fp32)')
     p.add_argument('--with-cp', action='store_true', help='gradient checkpointing in every model that has it')
+    p.add_argument('--ours-only', action='store_true', help='no timm/mmpretrain references (big archs: memory, time)')
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--iters', type=int, default=3)
     p.add_argument('--rounds', type=int, default=5)

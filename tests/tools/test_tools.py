@@ -83,7 +83,8 @@ def _table_says_what_json_says(stdout, result):
         assert float(rel) == pytest.approx(result['ours'] / result[name], abs=6e-4)
         expected_mem = result['peak_mem_mib'][name]
         assert mem == 'n/a' if expected_mem is None else float(mem) == pytest.approx(expected_mem, abs=0.06)
-    assert float(re.search(r'^ratio \(ours / best reference\): ([0-9.]+)$', stdout, re.M).group(1)) == result['ratio']
+    ratio = re.search(r'^ratio \(ours / best reference\): ([0-9.]+)$', stdout, re.M)
+    assert (ratio and float(ratio.group(1))) == result['ratio']  # no line without references (--ours-only)
     if 'onnx_ratio' in result:
         line = re.search(r'^onnx_ratio \(onnxruntime / ours eager\): ([0-9.]+)$', stdout, re.M)
         assert float(line.group(1)) == result['onnx_ratio']
@@ -100,6 +101,9 @@ def test_benchmark_classifier_and_dense_training_with_cp(tmp_path):
     # checkpointing keeps only block inputs: even at this size the step's peak tensor memory drops
     assert r['peak_mem_mib']['ours_without_cp'] > r['peak_mem_mib']['ours'] > 0
     assert r['with_cp_memory_ratio'] < 1.0
+    r = _benchmark(tmp_path, '--ours-only', '--size', '64', '--batch', '1')
+    assert {k for k in ('ours', 'timm', 'mmpretrain') if k in r} == {'ours'} and r['ratio'] is None
+    assert r['peak_mem_mib']['ours'] > 0 and r['settings']['ours_only'] is True
 
 
 def test_benchmark_onnxruntime_beside_eager(tmp_path):
