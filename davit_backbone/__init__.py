@@ -7,10 +7,10 @@
 Importing it has one side effect, only with timm installed: timm's ``register_model`` adds ``DaViT_tiny`` ...
 ``DaViT_giant`` to timm's registry (as timm's own model files do on import).
 """
-from .convert import CheckpointFormatError, convert_state_dict, detect_format, to_official
+from .convert import CheckpointFormatError, convert_state_dict, detect_format, to_florence2, to_official
 from .davit import DaViT, arch_zoo, resolve_arch
 from .loading import checkpoint_filter_fn, load_file, load_pretrained
 
-__all__ = ['DaViT', 'arch_zoo', 'resolve_arch', 'convert_state_dict', 'detect_format', 'to_official',
+__all__ = ['DaViT', 'arch_zoo', 'resolve_arch', 'convert_state_dict', 'detect_format', 'to_official', 'to_florence2',
            'CheckpointFormatError', 'load_pretrained', 'load_file', 'checkpoint_filter_fn']
 __version__ = '0.1.0'

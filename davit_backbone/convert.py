@@ -7,11 +7,18 @@ Sources, detected from the keys themselves:
   (the Florence-2 ``*_fl`` variants name blocks ``spatial_block``/``channel_block``, as we do).
 - ``mmpretrain``: ``DaViT`` backbone (+ ``ImageClassifier`` wrapper): ``patch_embed.projection``,
   ``attn.w_msa.qkv``, ``ffn.layers.*``, and each stage's downsample stored at the *end* of the previous stage.
-- ``florence2``: a whole Florence-2 checkpoint (Hugging Face ``microsoft/Florence-2-*``, ``pytorch_model.bin`` or
-  ``model.safetensors``): the vision tower under ``vision_tower.`` (``convs.i`` = stem and downsamples,
-  ``blocks.i.j.{spatial,channel}_block.{conv1.fn.dw, window_attn|channel_attn.{norm,fn}, conv2.fn.dw, ffn.{norm,
-  fn.net}}``); the rest (language model, image projection, position/temporal embeddings) is dropped because it is
-  recognised as Florence-2's (``FLORENCE2_NON_VISION``); any other key is unknown and raises as usual.
+- ``florence2``: Florence-2 as its 2024 remote code saved it (Hugging Face ``microsoft/Florence-2-*``,
+  ``pytorch_model.bin`` or ``model.safetensors``): the vision tower under ``vision_tower.`` (``convs.i.{proj,norm}``
+  = stem and downsamples, ``blocks.i.j.{spatial,channel}_block.{conv1.fn.dw, window_attn|channel_attn.{norm,fn},
+  conv2.fn.dw, ffn.{norm, fn.net}}``); the rest (language model, image projection, position/temporal embeddings) is
+  dropped because it is recognised as Florence-2's (``FLORENCE2_NON_VISION``).
+- ``florence2-transformers``: Florence-2 as transformers (>= 4.56) ships it natively (``florence-community/
+  Florence-2-*``): ``convs.i.{conv,norm}``, ``blocks.i.j.{spatial,channel}_block.{conv1, norm1, window_attn|
+  channel_attn.{qkv,proj}, conv2, norm2, ffn.fc{1,2}}``, found under ``model.vision_tower.`` (a whole
+  ``Florence2ForConditionalGeneration``, beside ``model.language_model.``, ``model.multi_modal_projector.`` and
+  ``lm_head.``), under ``vision_tower.`` (a saved ``Florence2Model``) or bare (a saved ``Florence2VisionBackbone``).
+  A bare remote-code tower (``convs.*``/``blocks.*`` with ``.fn.`` names) is read as ``florence2``.
+  For either Florence-2 layout any key that is neither tower nor a recognised part is unknown and raises as usual.
 - ``ours``: identity. timm's ``davit_*_fl`` models have our keys exactly (named blocks), so they load as ``ours``;
   their 3x3 downsample convs only fit a model built with ``down_kernel_size=3`` (the shape check says so).
 
@@ -27,7 +34,7 @@ from typing import Dict, Mapping
 import torch
 
 __all__ = ['convert_state_dict', 'detect_format', 'unwrap_state_dict', 'strip_module_prefix', 'to_official',
-           'CheckpointFormatError', 'OUR_KEY_PATTERN']
+           'to_florence2', 'CheckpointFormatError', 'OUR_KEY_PATTERN', 'TOWER_KEY_PATTERN']
 
 
 class CheckpointFormatError(ValueError):
@@ -41,6 +48,8 @@ OUR_KEY_PATTERN = re.compile(
     rf'|stages\.\d+\.blocks\.\d+\.(?:spatial_block|channel_block)\.{_SUB}'
     r'|head\.(?:norm|fc)'
     r'|norm\d+)\.(?:weight|bias)$')
+# The tower: what every complete DaViT checkpoint fills (output norms and the classifier are optional).
+TOWER_KEY_PATTERN = re.compile(r'^(?:stem|stages)\.')
 
 
 def strip_module_prefix(sd: Mapping) -> Dict[str, torch.Tensor]:
@@ -67,18 +76,46 @@ def unwrap_state_dict(obj) -> Dict[str, torch.Tensor]:
     return sd
 
 
-# The parts of a Florence-2 checkpoint that are not the vision tower (the remote-code layout of the Hugging Face
-# release, as read by transformers' conversion script): BART language model, projection to its width, and the 2-D
-# position / temporal embeddings added after the tower. Only a checkpoint with a ``vision_tower.`` part may drop them.
+# The parts of a Florence-2 checkpoint that are not the vision tower, recognised so that they can be dropped: the
+# remote-code release's (BART language model, projection to its width, 2-D position / temporal embeddings) and
+# transformers' native names (``multi_modal_projector`` holds the same projection and embeddings, ``lm_head`` the
+# tied output layer). Only a checkpoint with a vision tower may drop them.
 FLORENCE2_NON_VISION = re.compile(
-    r'^(?:language_model\.|image_projection$|image_proj_norm\.|image_pos_embed\.|visual_temporal_embed\.)')
+    r'^(?:language_model\.|image_projection$|image_proj_norm\.|image_pos_embed\.|visual_temporal_embed\.'
+    r'|multi_modal_projector\.|lm_head\.)')
 FLORENCE2_PREFIX = 'vision_tower.'
+_FLORENCE2_WHOLE_PREFIX = 'model.'  # Florence2ForConditionalGeneration holds Florence2Model as .model
+_FLORENCE2_BARE = re.compile(r'^(?:convs\.\d+\.|blocks\.\d+\.\d+\.|norms\.)')
+# inner names only transformers' native modules use: the patch embedding's conv, the blocks' plain conv1/conv2, ffn.fc1
+_FLORENCE2_NATIVE = re.compile(r'^convs\.\d+\.conv\.|_block\.conv[12]\.(?:weight|bias)$|\.ffn\.fc[12]\.')
+
+
+def _florence2_tower(sd: Mapping[str, torch.Tensor]):
+    """(format, tower state dict with the tower's own keys, unknown keys) when ``sd`` is Florence-2 in any of its
+    layouts, else None. Recognised parts beside the tower are dropped here; the unknown ones are returned."""
+    keys = list(sd)
+    if any(k.startswith(_FLORENCE2_WHOLE_PREFIX + FLORENCE2_PREFIX) for k in keys):
+        sd = OrderedDict((k[len(_FLORENCE2_WHOLE_PREFIX):] if k.startswith(_FLORENCE2_WHOLE_PREFIX) else k, v)
+                         for k, v in sd.items())
+        keys = list(sd)
+    if any(k.startswith(FLORENCE2_PREFIX) for k in keys):
+        tower = OrderedDict((k[len(FLORENCE2_PREFIX):], v) for k, v in sd.items() if k.startswith(FLORENCE2_PREFIX))
+        unknown = [k for k in keys if not k.startswith(FLORENCE2_PREFIX) and not FLORENCE2_NON_VISION.match(k)]
+    # no other layout names its modules convs / blocks
+    elif any(_FLORENCE2_BARE.match(k) and not k.startswith('norms.') for k in keys):
+        tower = OrderedDict((k, v) for k, v in sd.items() if _FLORENCE2_BARE.match(k))
+        unknown = [k for k in keys if k not in tower and not FLORENCE2_NON_VISION.match(k)]
+    else:
+        return None
+    native = any(_FLORENCE2_NATIVE.search(k) for k in tower)
+    return ('florence2-transformers' if native else 'florence2'), tower, unknown
 
 
 def detect_format(sd: Mapping[str, torch.Tensor]) -> str:
     keys = list(sd)
-    if any(k.startswith(FLORENCE2_PREFIX) for k in keys):
-        return 'florence2'
+    florence2 = _florence2_tower(sd)
+    if florence2 is not None:
+        return florence2[0]
     if any(k.startswith(('patch_embeds.', 'main_blocks.')) for k in keys):
         return 'official'
     if any(k.startswith('patch_embed.projection') or '.w_msa.' in k or '.ffn.layers.' in k for k in keys):
@@ -88,7 +125,7 @@ def detect_format(sd: Mapping[str, torch.Tensor]) -> str:
     if any(k.startswith('stem.conv.') or '.spatial_block.' in k for k in keys):
         return 'ours'
     raise CheckpointFormatError(
-        'not a DaViT checkpoint: no key looks like the official release, timm, mmpretrain or mmdavit '
+        'not a DaViT checkpoint: no key looks like the official release, timm, mmpretrain, Florence-2 or mmdavit '
         f'(first keys: {keys[:5]})')
 
 
@@ -136,28 +173,30 @@ def _from_timm(k: str) -> str:
     return re.sub(r'^(stages\.\d+\.blocks\.\d+)\.1\.', r'\1.channel_block.', k)
 
 
-# Florence-2's vision tower -> ours: prefix rules (first match wins) then infixes. convs.0 is the stem (7x7, stride 4,
-# LayerNorm after), convs.i (i > 0) the downsample entering stage i (LayerNorm before).
+# Florence-2's vision tower (its own keys, both layouts) -> ours: prefix rules (first match wins), then infixes.
+# convs.0 is the stem (7x7, stride 4, LayerNorm after), convs.i (i > 0) the downsample entering stage i (LayerNorm
+# before). The remote-code infixes go first: after them no ``.fn.`` name is left for the native rules to misread.
 _FLORENCE2_PREFIXES = [
-    (r'^convs\.0\.proj\.', 'stem.conv.'),
+    (r'^convs\.0\.(?:proj|conv)\.', 'stem.conv.'),
     (r'^convs\.0\.norm\.', 'stem.norm.'),
-    (r'^convs\.(\d+)\.proj\.', r'stages.\1.downsample.conv.'),
+    (r'^convs\.(\d+)\.(?:proj|conv)\.', r'stages.\1.downsample.conv.'),
     (r'^convs\.(\d+)\.norm\.', r'stages.\1.downsample.norm.'),
     (r'^blocks\.(\d+)\.(\d+)\.', r'stages.\1.blocks.\2.'),
     (r'^norms\.', 'head.norm.'),  # the tower's final norm, where a checkpoint has one
 ]
 _FLORENCE2_INFIXES = [
+    # remote code (2024)
     ('.conv1.fn.dw.', '.cpe1.proj.'), ('.conv2.fn.dw.', '.cpe2.proj.'),
     ('.window_attn.norm.', '.norm1.'), ('.channel_attn.norm.', '.norm1.'),
     ('.window_attn.fn.', '.attn.'), ('.channel_attn.fn.', '.attn.'),
     ('.ffn.norm.', '.norm2.'), ('.ffn.fn.net.', '.mlp.'),
+    # transformers' native modules (norm1/norm2 are ours already)
+    ('_block.conv1.', '_block.cpe1.proj.'), ('_block.conv2.', '_block.cpe2.proj.'),
+    ('.window_attn.', '.attn.'), ('.channel_attn.', '.attn.'), ('.ffn.', '.mlp.'),
 ]
 
 
 def _from_florence2(k: str) -> str:
-    if not k.startswith(FLORENCE2_PREFIX):  # neither tower nor a known Florence-2 part: reported as unknown
-        return f'(outside vision_tower) {k}'
-    k = k[len(FLORENCE2_PREFIX):]
     for pattern, repl in _FLORENCE2_PREFIXES:
         k, n = re.subn(pattern, repl, k)
         if n:
@@ -165,6 +204,27 @@ def _from_florence2(k: str) -> str:
     for theirs, ours in _FLORENCE2_INFIXES:
         k = k.replace(theirs, ours)
     return k
+
+
+def to_florence2(sd: Mapping[str, torch.Tensor]):
+    """Our keys -> transformers' native ``Florence2VisionBackbone`` keys (``convs.*``, ``blocks.*``), which its
+    ``load_state_dict(strict=True)`` takes; put them under ``model.vision_tower.`` of a whole
+    ``Florence2ForConditionalGeneration``. Returns (state dict, our keys the tower has no place for: the output norms
+    ``norm{i}`` and the classifier ``head.*``)."""
+    out, dropped = OrderedDict(), []
+    for k, v in sd.items():
+        if not TOWER_KEY_PATTERN.match(k):
+            dropped.append(k)
+            continue
+        k = re.sub(r'^stem\.', 'convs.0.', k)
+        k = re.sub(r'^stages\.(\d+)\.downsample\.', r'convs.\1.', k)
+        k = re.sub(r'^stages\.(\d+)\.blocks\.', r'blocks.\1.', k)
+        attn = 'window_attn' if '.spatial_block.' in k else 'channel_attn'
+        for ours, theirs in (('.attn.', f'.{attn}.'), ('.mlp.', '.ffn.'), ('.cpe1.proj.', '.conv1.'),
+                             ('.cpe2.proj.', '.conv2.')):
+            k = k.replace(ours, theirs)
+        out[k] = v
+    return out, dropped
 
 
 def _from_mmpretrain(k: str) -> str:
@@ -180,7 +240,7 @@ def _from_mmpretrain(k: str) -> str:
 
 
 _CONVERTERS = {'official': _from_official, 'timm': _from_timm, 'mmpretrain': _from_mmpretrain,
-               'florence2': _from_florence2, 'ours': lambda k: k}
+               'florence2': _from_florence2, 'florence2-transformers': _from_florence2, 'ours': lambda k: k}
 
 
 def convert_state_dict(checkpoint, return_format: bool = False):
@@ -191,17 +251,20 @@ def convert_state_dict(checkpoint, return_format: bool = False):
             (the message lists them), so that a wrong file never loads half-way.
     """
     sd = unwrap_state_dict(checkpoint)
-    fmt = detect_format(sd)
-    if fmt == 'florence2':  # the VLM around the tower: dropped because recognised, never because merely unknown
-        sd = OrderedDict((k, v) for k, v in sd.items() if not FLORENCE2_NON_VISION.match(k))
+    florence2 = _florence2_tower(sd)
+    outside = []
+    if florence2 is not None:  # the VLM around the tower: dropped because recognised, never because merely unknown
+        fmt, sd, outside = florence2
+    else:
+        fmt = detect_format(sd)
     convert = _CONVERTERS[fmt]
     out = OrderedDict((convert(k), v) for k, v in sd.items())
-    unknown = [k for k in out if not OUR_KEY_PATTERN.match(k)]
+    unknown = [f'(beside the tower) {k}' for k in outside] + [k for k in out if not OUR_KEY_PATTERN.match(k)]
     if unknown:
         raise CheckpointFormatError(
             f'{len(unknown)} key(s) of this {fmt}-format checkpoint map to no DaViT parameter, e.g. {unknown[:8]}. '
             'Is it a DaViT checkpoint? Supported: the official release, timm davit_* (and *_fl), mmpretrain DaViT, '
-            'Florence-2 (vision_tower.*), mmdavit.')
+            'Florence-2 (remote code or transformers), mmdavit.')
     return (out, fmt) if return_format else out
 
 

@@ -21,6 +21,7 @@ Why it looks the way it does:
 """
 
 import contextlib
+import os
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -31,7 +32,7 @@ import torch.utils.checkpoint as cp
 
 from . import kernels
 from .padding import _pad_hw, _pad_image, _window_size
-from .loading import adopt_state_dict, install_parent_hook
+from .loading import adopt_state_dict, install_parent_hook, load_file
 from .loading import checkpoint_filter_fn  # noqa: F401  timm looks it up in the model's module
 
 __all__ = ['DaViT', 'arch_zoo', 'ARCH_OPTIONS', 'resolve_arch', 'IMAGENET_MEAN', 'IMAGENET_STD']
@@ -729,6 +730,13 @@ if register_model is not None:
             # Florence-2's tower has no head norm: as timm's davit_*_fl, that one LayerNorm stays as initialised
             # (identity), the load hook's log line names it; every other key is still checked
             kwargs.setdefault('pretrained_strict', False)
+        overlay = kwargs.get('pretrained_cfg_overlay') or {}
+        file = overlay.get('file')
+        if pretrained and file and (os.path.isdir(file) or str(file).endswith('.index.json')):
+            # timm reads one file; a save_pretrained folder or a sharded index is read here and handed over as the
+            # state dict (timm's own 'state_dict' source), through the same filter
+            kwargs['pretrained_cfg_overlay'] = dict({k: v for k, v in overlay.items() if k != 'file'},
+                                                    state_dict=load_file(file))
         return build_model_with_cfg(DaViT, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
                                     feature_cfg=dict(out_indices=out_indices, feature_cls='getter'), **kwargs)
 

@@ -21,23 +21,34 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from .convert import CheckpointFormatError, convert_state_dict, detect_format, unwrap_state_dict
+from .convert import TOWER_KEY_PATTERN, CheckpointFormatError, convert_state_dict, detect_format, unwrap_state_dict
 
-__all__ = ['load_file', 'load_pretrained', 'fit_to_model', 'check_shapes', 'prepare_state_dict', 'adopt_state_dict',
-           'checkpoint_filter_fn', 'install_parent_hook']
+__all__ = ['load_file', 'load_pretrained', 'fit_to_model', 'check_shapes', 'check_tower_filled', 'prepare_state_dict',
+           'adopt_state_dict', 'checkpoint_filter_fn', 'install_parent_hook', 'HF_WEIGHT_FILES']
 
 
 # ------------------------------------------------------------------------------------------------ reading a file
+# What a ``save_pretrained`` folder holds, in the order transformers itself prefers them.
+HF_WEIGHT_FILES = ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin',
+                   'pytorch_model.bin.index.json')
+
+
 def load_file(path: str, map_location='cpu'):
-    """The object stored in ``path`` (.pth/.pt/.bin via ``torch.load(weights_only=True)``, .safetensors via
-    safetensors), with errors that name the file.
+    """The object stored in ``path`` with errors that name the file: .pth/.pt/.bin via
+    ``torch.load(weights_only=True)``, .safetensors via safetensors, a sharded ``*.index.json`` (its shards merged),
+    or a Hugging Face ``save_pretrained`` folder (the first of :data:`HF_WEIGHT_FILES` in it).
 
     ``weights_only=True`` refuses every pickled class not on torch's allow-list, so a file cannot run code while it
-    is read. Plain state dicts (official, timm, mmpretrain weights) need nothing more; training checkpoints that
-    pickle other objects need their classes allowed first (``mmdavit.checkpoint`` allows exactly those of mmengine's
-    checkpoints)."""
+    is read. Plain state dicts (official, timm, mmpretrain, Florence-2 weights) need nothing more; training
+    checkpoints that pickle other objects need their classes allowed first (``mmdavit.checkpoint`` allows exactly
+    those of mmengine's checkpoints)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = _weights_in_folder(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint file not found: {path!r}')
+    if path.endswith('.index.json'):
+        return _load_sharded(path, map_location)
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file as load_safetensors
         try:
@@ -48,6 +59,39 @@ def load_file(path: str, map_location='cpu'):
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zips, foreign pickles and refused classes come as many exception types
         raise RuntimeError(f'could not load checkpoint {path!r}: {type(e).__name__}: {e}') from e
+
+
+def _weights_in_folder(folder: str) -> str:
+    for name in HF_WEIGHT_FILES:
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    raise FileNotFoundError(f'{folder!r} is a folder without model weights: expected one of {list(HF_WEIGHT_FILES)} '
+                            'in it (a save_pretrained folder), or give the checkpoint file itself')
+
+
+def _load_sharded(index_path: str, map_location) -> Dict[str, torch.Tensor]:
+    """The tensors of a sharded checkpoint: its index's ``weight_map`` (key -> shard file beside the index), every
+    shard read, every key of the map found."""
+    import json
+    try:
+        with open(index_path) as f:
+            weight_map = json.load(f)['weight_map']
+        shards = sorted(set(weight_map.values()))
+    except Exception as e:  # noqa: BLE001  not JSON, or not an index
+        raise RuntimeError(f'could not read the shard index {index_path!r}: {type(e).__name__}: {e}') from e
+    folder = os.path.dirname(index_path)
+    sd = OrderedDict()
+    for shard in shards:
+        shard_path = os.path.join(folder, shard)
+        if not os.path.isfile(shard_path):
+            raise FileNotFoundError(f'shard {shard!r} named by {index_path!r} is missing: download every shard '
+                                    'into the same folder')
+        sd.update(load_file(shard_path, map_location))
+    missing = [k for k in weight_map if k not in sd]
+    if missing:
+        raise RuntimeError(f'{index_path!r} names {len(missing)} tensor(s) that its shards do not hold, e.g. '
+                           f'{missing[:3]}: a shard is incomplete or from another download')
+    return sd
 
 
 def fit_to_model(sd: Mapping[str, torch.Tensor], model) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor],
@@ -89,9 +133,23 @@ def check_shapes(sd: Mapping[str, torch.Tensor], model, source: str = 'checkpoin
             f'classes?): ' + '; '.join(bad[:5]))
 
 
-def prepare_state_dict(checkpoint, model, source: str = 'checkpoint'):
+def check_tower_filled(kept: Mapping[str, torch.Tensor], model, fmt: str, source: str = 'checkpoint') -> None:
+    """Raises when a pretrained checkpoint leaves part of the model's tower (stem and stages) unfilled: another
+    depth, a truncated export, or a layout read only in part. A non-strict loader (timm's for the _fl towers,
+    mmengine's) would otherwise start from random weights without a word."""
+    tower = [k for k in model.state_dict() if TOWER_KEY_PATTERN.match(k)]
+    missing = [k for k in tower if k not in kept]
+    if missing:
+        raise CheckpointFormatError(
+            f'{source}: this {fmt}-format checkpoint fills {len(tower) - len(missing)} of the model\'s {len(tower)} '
+            f'tower tensors; missing e.g. {missing[:4]} (a DaViT of another depth, or an incomplete file?)')
+
+
+def prepare_state_dict(checkpoint, model, source: str = 'checkpoint', whole_tower: Optional[bool] = True):
     """Any DaViT checkpoint -> (tensors for ``model``, ``head.fc`` for a task head, dropped keys, format), with every
-    check done: unknown keys and shape mismatches raise ``CheckpointFormatError`` here, before the model is touched."""
+    check done: unknown keys, shape mismatches and (``whole_tower``) a tower left part-filled raise
+    ``CheckpointFormatError`` here, before the model is touched. ``whole_tower=None``: checked for checkpoints in
+    another layout than ours only (a part of our own state dict may be loaded on purpose, non-strictly)."""
     try:
         sd, fmt = convert_state_dict(checkpoint, return_format=True)
     except CheckpointFormatError as e:
@@ -100,6 +158,8 @@ def prepare_state_dict(checkpoint, model, source: str = 'checkpoint'):
     if not kept:
         raise CheckpointFormatError(f'{source}: no tensor of this {fmt}-format checkpoint exists in the model')
     check_shapes(kept, model, source)
+    if whole_tower or (whole_tower is None and fmt != 'ours'):
+        check_tower_filled(kept, model, fmt, source)
     return kept, handed_up, dropped, fmt
 
 
@@ -121,7 +181,7 @@ def adopt_state_dict(model, state_dict: dict, prefix: str, unexpected_keys: List
         source = list(state_dict)
     where = prefix.rstrip('.') or 'the model'
     sub = OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, state_dict[k]) for k in source)
-    kept, handed_up, dropped, fmt = prepare_state_dict(sub, model, source=f'checkpoint for {where}')
+    kept, handed_up, dropped, fmt = prepare_state_dict(sub, model, source=f'checkpoint for {where}', whole_tower=None)
     renamed = [k for k in source if k[len(prefix):] not in kept or not k.startswith(prefix)]
     # output norms the checkpoint lacks (Florence-2's tower has none; classifiers have no norm{i}) keep their init
     fresh = sorted({k.rsplit('.', 1)[0] for k in model.state_dict()
@@ -148,9 +208,13 @@ def adopt_state_dict(model, state_dict: dict, prefix: str, unexpected_keys: List
 
 
 def checkpoint_filter_fn(state_dict, model):
-    """timm's pretrained filter: any DaViT layout -> this model's keys. No shape check here: timm drops a classifier
-    of another size after the filter (the load hook checks what is left)."""
-    return fit_to_model(convert_state_dict(state_dict), model)[0]
+    """timm's pretrained filter: any DaViT layout -> this model's keys, the whole tower filled (timm loads the _fl
+    towers non-strictly, so a checkpoint read in part would otherwise load nothing without an error). No shape check
+    here: timm drops a classifier of another size after the filter (the load hook checks what is left)."""
+    sd, fmt = convert_state_dict(state_dict, return_format=True)
+    kept = fit_to_model(sd, model)[0]
+    check_tower_filled(kept, model, fmt, 'pretrained checkpoint')
+    return kept
 
 
 def load_pretrained(model: nn.Module, checkpoint: Union[str, dict], strict: bool = False) -> dict:

@@ -5,13 +5,21 @@
 ``DaViTMMPretrain``, the same adapter under mmpretrain's conventions. This package also owns the ``mmdavit`` registry
 scope (``type='mmdavit.DaViT'`` works from any task) and the weights-only allow-list for mmengine's checkpoints.
 
-Importing it registers ``DaViT`` into the ``mmdavit`` scope and nothing else; torch's allow-list is extended by
-``allow_mmengine_checkpoints()``, which building the backbone (and each tool) calls.
+Importing it registers ``DaViT`` into the ``mmdavit`` scope and the Hugging Face layouts (``model.safetensors``, shard
+indexes, ``save_pretrained`` folders) into mmengine's ``CheckpointLoader`` (``loading.register_checkpoint_scheme``,
+which says why); torch's allow-list is extended by ``allow_mmengine_checkpoints()``, which building the backbone (and
+each tool) calls. It first keeps ``import mmpretrain.models`` working beside a transformers that mmpretrain's
+multimodal code no longer fits (``mmpretrain_compat``).
 """
-from .adapter import DaViT, DaViTMMPretrain
-from .checkpoint import allow_mmengine_checkpoints, load_checkpoint_file
-from .hooks import AtomicCheckpointHook  # type='mmdavit.AtomicCheckpointHook' in configs
-from .registry import MODELS
+from .mmpretrain_compat import keep_mmpretrain_importable
+
+keep_mmpretrain_importable()  # before anything imports mmpretrain.models (see the module for why)
+
+from .adapter import DaViT, DaViTMMPretrain  # noqa: E402
+from .checkpoint import allow_mmengine_checkpoints, load_checkpoint_file  # noqa: E402
+from .hooks import AtomicCheckpointHook  # noqa: E402  type='mmdavit.AtomicCheckpointHook' in configs
+from .loading import register_checkpoint_scheme  # noqa: E402
+from .registry import MODELS  # noqa: E402
 
 __all__ = ['DaViT', 'DaViTMMPretrain', 'MODELS', 'AtomicCheckpointHook', 'register_into',
            'allow_mmengine_checkpoints', 'load_checkpoint_file']
@@ -32,3 +40,4 @@ def register_into(registry, module=DaViT, keep_existing_as: str = None) -> None:
 
 
 register_into(MODELS)  # the mmdavit scope itself: type='mmdavit.DaViT'
+register_checkpoint_scheme()

@@ -27,7 +27,7 @@ from davit_backbone.convert import CheckpointFormatError, convert_state_dict, st
 from .checkpoint import allow_mmengine_checkpoints, load_checkpoint_file
 
 __all__ = ['CheckpointError', 'Checkpoint', 'read_checkpoint', 'short_cause', 'pretrained_init_cfg',
-           'map_pretrained', 'check_pretrained', 'build_model']
+           'map_pretrained', 'check_pretrained', 'build_model', 'register_checkpoint_scheme', 'HF_CHECKPOINT_SCHEME']
 
 
 class CheckpointError(ValueError):
@@ -59,18 +59,50 @@ def read_checkpoint(path: str, mmap: bool = False):
             return CheckpointLoader.load_checkpoint(path, map_location='cpu')
         except Exception as e:  # noqa: BLE001  network or format: one line, not a traceback
             raise CheckpointError(f'{path} could not be read ({short_cause(e)})') from None
-    if not osp.isfile(path):
+    if not (osp.isfile(path) or osp.isdir(path)):
         raise CheckpointError(f'checkpoint file not found: {path!r}')
     try:
-        if mmap and not str(path).endswith('.safetensors'):
+        if mmap and osp.isfile(path) and not str(path).endswith(('.safetensors', '.index.json')):
             allow_mmengine_checkpoints()
             try:
                 return torch.load(path, map_location='cpu', weights_only=True, mmap=True)
             except Exception:  # noqa: BLE001  not a zip file (or broken): the plain read says which
                 pass
         return load_checkpoint_file(path)
+    except FileNotFoundError as e:  # a folder without weights, a shard missing beside its index
+        raise CheckpointError(str(e)) from None
     except RuntimeError as e:  # truncated, foreign or not a torch file: one line, not a zip error
         raise CheckpointError(f'{path} is incomplete or not a checkpoint ({short_cause(e.__cause__ or e)})') from None
+
+
+# Every local path (no '://': URLs and s3 paths keep their loaders). mmengine tries the longest-sorting pattern first
+# and '' (its local loader) last, so this one is asked before it and hands on what it does not read itself.
+HF_CHECKPOINT_SCHEME = r'^(?!.*://)'
+
+
+def load_from_hf_layouts(filename: str, map_location=None):
+    """mmengine's checkpoint loader for :data:`HF_CHECKPOINT_SCHEME` (its log names a loader by what follows
+    ``load_from_``): folders, safetensors and shard indexes through ``davit_backbone.load_file``; anything else
+    exactly as mmengine's local loader reads it."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    filename = osp.expanduser(filename)
+    if osp.isdir(filename) or filename.endswith(('.safetensors', '.index.json')):
+        return load_checkpoint_file(filename, map_location or 'cpu')
+    return CheckpointLoader._schemes[''](filename, map_location)
+
+
+def register_checkpoint_scheme() -> None:
+    """Teaches mmengine's ``CheckpointLoader`` the Hugging Face layouts (idempotent), through mmengine's own
+    extension point (``register_scheme``), as its ``s3://`` and ``http://`` loaders are added.
+
+    Why here and not at a door of ours: the task repos' loaders (mmengine's ``load_from`` and Pretrained
+    ``init_cfg``, mmdet's and mmseg's inferencers' ``weights``, mmpretrain's ``get_model(pretrained=...)``) take a
+    path and read it with ``CheckpointLoader``; Florence-2 ships as ``model.safetensors`` (or shards, or a
+    ``save_pretrained`` folder), which its local loader (``torch.load``) cannot read. Every other path goes on to
+    that loader unchanged, so no other model's loading changes."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    if CheckpointLoader._schemes.get(HF_CHECKPOINT_SCHEME) is not load_from_hf_layouts:
+        CheckpointLoader.register_scheme(HF_CHECKPOINT_SCHEME, load_from_hf_layouts, force=True)
 
 
 class Checkpoint:

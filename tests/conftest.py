@@ -4,6 +4,10 @@ import sys
 import pytest
 import torch
 
+# first: transformers 5 (for the Florence-2 tests) beside mmpretrain 1.2.0 needs mmdavit.mmpretrain_compat to run
+# before any test module imports mmpretrain.models
+import mmdavit  # noqa: E402,F401,I100
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for p in (ROOT, os.path.join(ROOT, 'tests'), os.path.join(ROOT, 'tools')):  # tools/_cli as the scripts see it
     if p not in sys.path:

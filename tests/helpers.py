@@ -269,3 +269,57 @@ def analytic_macs(arch, height, width, num_classes=0, window=7, mlp_ratio=4):
         channel = per_sub + 2 * n * c * (c // nh)  # K^T V and its product with Q^T, per head
         macs += depth * (spatial + channel)
     return macs + dims[-1] * num_classes
+
+
+# Florence-2 as transformers ships it natively, built from its config (random weights, no download): the toy
+# RetinaNet's Florence-2-style backbone (configs/toy/retinanet_davit-fl_toy-coco.py) as a real Florence-2 tower
+FLORENCE2_TOY_TOWER = dict(embed_dim=(32, 64, 128, 256), num_heads=(1, 2, 4, 8), num_groups=(1, 2, 4, 8),
+                           depths=(1, 1, 1, 1))
+FLORENCE2_TOY_ARCH = dict(embed_dims=(32, 64, 128, 256), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), window_size=12,
+                          down_kernel_size=3, channel_attn_v2=True)
+FLORENCE2_TOY_CFG = 'configs/toy/retinanet_davit-fl_toy-coco.py'
+
+
+def florence2_whole_model(seed=0):
+    """A whole transformers Florence-2 (that tower + a tiny BART + the projector), random weights."""
+    import torch
+    from transformers import BartConfig, Florence2Config, Florence2ForConditionalGeneration
+    torch.manual_seed(seed)
+    text = BartConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                      decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, max_position_embeddings=32)
+    config = Florence2Config(vision_config=dict(FLORENCE2_TOY_TOWER, projection_dim=16, drop_path_rate=0.),
+                             text_config=text)
+    return Florence2ForConditionalGeneration(config).eval()
+
+
+def florence2_layouts(root):
+    """(the tower in our keys, {layout: path}) for every native layout a user may hand over: the whole model, a
+    saved ``Florence2Model`` and the bare ``Florence2VisionBackbone``, each as .safetensors and .bin, and
+    ``save_pretrained`` folders, one of them sharded (with its index)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from davit_backbone import convert_state_dict
+    model = florence2_whole_model()
+    layouts = {'whole': model.state_dict(), 'florence2model': model.model.state_dict(),
+               'backbone': model.model.vision_tower.state_dict()}
+    assert any(k.startswith('lm_head.') for k in layouts['whole'])
+    assert any(k.startswith('multi_modal_projector.') for k in layouts['florence2model'])
+    paths = {}
+    for name, sd in layouts.items():
+        # save_file refuses tensors that share memory (the tied embeddings): a copy each, as save_pretrained writes
+        save_file({k: v.clone().contiguous() for k, v in sd.items()}, str(root / f'{name}.safetensors'))
+        torch.save(sd, root / f'{name}.bin')
+        paths[f'{name}.safetensors'], paths[f'{name}.bin'] = root / f'{name}.safetensors', root / f'{name}.bin'
+    model.save_pretrained(root / 'folder')  # model.safetensors + config.json, as `hf download` leaves it
+    model.save_pretrained(root / 'sharded', max_shard_size='100KB')  # shards + model.safetensors.index.json
+    assert len(list((root / 'sharded').glob('model-*.safetensors'))) > 1
+    paths.update({'folder': root / 'folder', 'sharded folder': root / 'sharded',
+                  'shard index': root / 'sharded' / 'model.safetensors.index.json'})
+    return convert_state_dict(layouts['backbone']), {k: str(v) for k, v in paths.items()}
+
+
+def assert_tower(model_sd, tower, prefix=''):
+    import torch
+    for k, v in tower.items():
+        assert torch.equal(model_sd[prefix + k], v), k

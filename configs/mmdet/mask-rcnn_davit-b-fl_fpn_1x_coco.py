@@ -1,8 +1,9 @@
 # Mask R-CNN 1x on Florence-2-base's vision tower (DaViT-B layout: windows of 12, 3x3 downsampling convs, channel
 # attention v2), initialised from the Florence-2 release. Get the file first (see docs/florence2.md):
-#   huggingface-cli download microsoft/Florence-2-base pytorch_model.bin --local-dir checkpoints/Florence-2-base
-# The whole VLM file is given as is: the loader takes `vision_tower.*`, drops the language model and projections
-# (recognised as Florence-2's), and reports the four output norms norm0..3 as newly initialised (the tower has none).
+#   hf download florence-community/Florence-2-base model.safetensors config.json --local-dir checkpoints/Florence-2-base
+# The folder is given as is (model.safetensors, a shard index or a remote-code pytorch_model.bin in it): the loader takes
+# the vision tower, drops the language model and projector (recognised as Florence-2's), and reports the four output
+# norms norm0..3 as newly initialised (the tower has none).
 _base_ = './mask-rcnn_davit-t_fpn_1x_coco.py'
 
 model = dict(
@@ -11,7 +12,7 @@ model = dict(
         # 0.2, below ECCV DaViT-B's 0.3: the tower starts from FLD-5B pre-training (126M images) and is fine-tuned
         # for 12 epochs only; stochastic depth is regularisation for learning, less needed to adapt
         drop_path_rate=0.2,
-        pretrained='checkpoints/Florence-2-base/pytorch_model.bin'),
+        pretrained='checkpoints/Florence-2-base'),
     neck=dict(in_channels=[128, 256, 512, 1024]))
 
 # Stage-wise learning-rate decay 0.8 (deeper stages nearer the full lr): the pre-trained low-level stages should move

@@ -1,7 +1,7 @@
 # UPerNet 160k on Florence-2-base's vision tower (DaViT-B layout: windows of 12, 3x3 downsampling convs, channel
 # attention v2), initialised from the Florence-2 release. Get the file first (see docs/florence2.md):
-#   huggingface-cli download microsoft/Florence-2-base pytorch_model.bin --local-dir checkpoints/Florence-2-base
-# The loader takes `vision_tower.*` from the whole VLM file and reports norm0..3 as newly initialised.
+#   hf download florence-community/Florence-2-base model.safetensors config.json --local-dir checkpoints/Florence-2-base
+# The loader takes the vision tower from the whole VLM in that folder and reports norm0..3 as newly initialised.
 _base_ = './upernet_davit-t_8xb2-160k_ade20k-512x512.py'
 
 model = dict(
@@ -10,7 +10,7 @@ model = dict(
         # 0.3, below ECCV DaViT-B's 0.4: a strongly pre-trained tower needs less stochastic depth to fine-tune;
         # 160k iterations on ADE20K's 20k images is still long enough to over-fit without any
         drop_path_rate=0.3,
-        pretrained='checkpoints/Florence-2-base/pytorch_model.bin'),
+        pretrained='checkpoints/Florence-2-base'),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
     auxiliary_head=dict(in_channels=512))
 
