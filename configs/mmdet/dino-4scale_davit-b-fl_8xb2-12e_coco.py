@@ -1,7 +1,8 @@
 # DINO 4-scale 12 epochs on Florence-2-base's vision tower (DaViT-B layout: windows of 12, 3x3 downsampling convs,
 # channel attention v2), initialised from the Florence-2 release. Get the transformers-native checkpoint first (see
 # docs/florence2.md):
-#   huggingface-cli download florence-community/Florence-2-base model.safetensors --local-dir checkpoints/Florence-2-base
+#   huggingface-cli download florence-community/Florence-2-base model.safetensors \
+#     --local-dir checkpoints/Florence-2-base
 # The whole VLM file is given as is: the loader keeps the vision tower and reports the output norms norm1..3 as newly
 # initialised (the tower has none).
 _base_ = './dino-4scale_davit-t_8xb2-12e_coco.py'

@@ -1,6 +1,7 @@
 # DINO 4-scale 12 epochs on Florence-2-large's vision tower (DaViT-H layout: 256/512/1024/2048 channels, ~360M
 # parameters, windows of 12, 3x3 downsampling convs, channel attention v2), initialised from the Florence-2 release:
-#   huggingface-cli download florence-community/Florence-2-large model.safetensors --local-dir checkpoints/Florence-2-large
+#   huggingface-cli download florence-community/Florence-2-large model.safetensors \
+#     --local-dir checkpoints/Florence-2-large
 # The -b-fl recipe (stage-wise lr decay 0.8 under the backbone's 0.1) with the wider tower.
 _base_ = './dino-4scale_davit-b-fl_8xb2-12e_coco.py'
 

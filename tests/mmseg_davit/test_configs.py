@@ -36,13 +36,16 @@ def built_on_meta(path, **overrides):
 def test_config_builds_and_trains_a_step(path, seed):
     from mmseg.structures import SegDataSample
     from mmengine.structures import PixelData
-    if built_on_meta(path, **{'model.decode_head.norm_cfg.type': 'BN', 'model.auxiliary_head.norm_cfg.type': 'BN',
-                              'model.backbone.pretrained': None}):
+    # SyncBN needs a process group; the real configs keep it, the test swaps in BN as single-GPU runs do (UPerNet's
+    # heads). Mask2Former's have GroupNorm and LayerNorm only; its loss samples 1024 points of each mask here instead of
+    # 12544 (the same code, at a fraction of the time on a 64x64 image)
+    if 'mask2former' in os.path.basename(path):
+        light = {'model.decode_head.train_cfg.num_points': 1024}
+    else:
+        light = {'model.decode_head.norm_cfg.type': 'BN', 'model.auxiliary_head.norm_cfg.type': 'BN'}
+    if built_on_meta(path, **light, **{'model.backbone.pretrained': None}):
         return
-    # SyncBN needs a process group; the real configs keep it, the test swaps in BN as single-GPU runs do
-    cfg, model = build_from_config(path, **{'model.decode_head.norm_cfg.type': 'BN',
-                                            'model.auxiliary_head.norm_cfg.type': 'BN',
-                                            'model.data_preprocessor.size': (64, 64)})
+    cfg, model = build_from_config(path, **light, **{'model.data_preprocessor.size': (64, 64)})
     assert cfg.model.backbone.type == 'DaViT' and cfg.model.decode_head.num_classes == 150
     model.train()
     samples = []
@@ -118,3 +121,95 @@ def test_florence_large_is_the_base_recipe_on_the_wider_tower():
     assert large.model.backbone.drop_path_rate == pytest.approx(base.model.backbone.drop_path_rate + 0.1)
     assert large.model.backbone.pretrained == 'checkpoints/Florence-2-large/model.safetensors'
     assert (large.train_dataloader, large.param_scheduler) == (base.train_dataloader, base.param_scheduler)
+
+
+def task_config(repo, name):
+    """A task repo's own config as its wheel ships it (what ``repo::name`` in a _base_ refers to)."""
+    import importlib
+    return os.path.join(os.path.dirname(importlib.import_module(repo).__file__), '.mim', 'configs', name)
+
+
+def without_scope(value):
+    """A config value without the ``_scope_`` keys that inheriting across repos (``'mmseg::...'``) adds to it."""
+    if isinstance(value, dict):
+        return {k: without_scope(v) for k, v in value.items() if k != '_scope_'}
+    if isinstance(value, (list, tuple)):
+        return [without_scope(v) for v in value]
+    return value
+
+
+M2F_CONFIGS = [os.path.join(ROOT, 'configs/mmseg', f'mask2former_davit-{a}_8xb2-160k_ade20k-512x512.py')
+               for a in ('t', 'b-fl', 'h-fl')]
+
+
+@pytest.mark.parametrize('path', M2F_CONFIGS, ids=os.path.basename)
+def test_mask2former_configs_are_mmsegs_recipe_on_davit(path):
+    """Everything but the backbone is mmseg's own Mask2Former 160k ADE20K 512x512 recipe (head, data, schedule,
+    optimiser, checkpoint hook's arguments); the decode head reads the backbone's four stages."""
+    from mmengine.config import Config
+
+    from davit_backbone import arch_zoo
+    ours = Config.fromfile(path)
+    theirs = Config.fromfile(task_config('mmseg', 'mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py'))
+    arch = {'t': 'tiny', 'b-fl': 'base_fl', 'h-fl': 'huge_fl'}[os.path.basename(path).split('_davit-')[1].split('_')[0]]
+    assert (ours.model.backbone.type, ours.model.backbone.arch) == ('DaViT', arch)
+    assert tuple(ours.model.backbone.out_indices) == (0, 1, 2, 3)
+    assert ours.model.decode_head.in_channels == list(arch_zoo[arch]['embed_dims'])
+    assert ours.model.backbone.with_cp == (arch == 'huge_fl')
+    if arch != 'tiny':
+        size = 'base' if arch == 'base_fl' else 'large'
+        assert ours.model.backbone.pretrained == f'checkpoints/Florence-2-{size}/model.safetensors'
+    assert 'mmseg_davit' in ours.custom_imports.imports and 'mmdet.models' in ours.custom_imports.imports
+    ours.model.decode_head.pop('in_channels'), theirs.model.decode_head.pop('in_channels')
+    ours.model.pop('backbone'), theirs.model.pop('backbone')
+    for key in ('model', 'train_dataloader', 'val_dataloader', 'val_evaluator', 'param_scheduler', 'train_cfg'):
+        assert without_scope(ours[key]) == without_scope(theirs[key]), key
+    for key in ('type', 'optimizer', 'clip_grad'):
+        assert without_scope(ours.optim_wrapper[key]) == without_scope(theirs.optim_wrapper[key]), key
+    assert ours.optim_wrapper.paramwise_cfg.norm_decay_mult == 0.0
+    hook = without_scope(ours.default_hooks.checkpoint)
+    assert hook.pop('type') == 'mmdavit.AtomicCheckpointHook'
+    assert hook == {k: v for k, v in without_scope(theirs.default_hooks.checkpoint).items() if k != 'type'}
+
+
+def _is_norm(module):
+    return isinstance(module, (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._BatchNorm))
+
+
+@pytest.mark.parametrize('arch', ['t', 'b-fl'])
+def test_mask2former_optimizer_rules(arch):
+    """Every parameter's lr and weight decay as mmengine builds them from the config. DaViT-T, mmseg's Swin-T rules
+    in DaViT's names: the backbone at 0.1 of the lr, its norms undecayed. Florence-2-base: the -fl stage-wise decay
+    0.8 under that 0.1 (stem 0.1 x 0.8^5 .. stage 3 0.1 x 0.8, norms inside the stages included and decayed), the
+    new output norms at the full lr, undecayed. The head as mmseg's recipe: queries' and levels' embeddings and
+    norms undecayed. The huge tower's config has the same rules as -b-fl."""
+    import re
+
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    path = M2F_CONFIGS[0 if arch == 't' else 1]
+    cfg, model = build_from_config(path, **{'model.backbone.pretrained': None})
+    optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    lr = {id(p): g['lr'] for g in optimizer.param_groups for p in g['params']}
+    wd = weight_decay_of(optimizer, model)
+    in_norm = {f'{m}.{n}' for m, mod in model.named_modules() if _is_norm(mod) for n, _ in mod.named_parameters()}
+    backbone_norms = 0
+    for name, p in model.named_parameters():
+        parts = name.split('.')
+        if name.startswith('backbone.'):
+            output_norm = re.match(r'backbone\.norm\d\.', name) is not None
+            if arch == 't':
+                mult, decay = 0.1, name not in in_norm
+            elif output_norm:
+                mult, decay = 1.0, False
+            else:
+                mult, decay = 0.1 * 0.8 ** (5 if parts[1] == 'stem' else 4 - int(parts[2])), True
+            backbone_norms += name in in_norm
+        else:
+            mult = 1.0
+            decay = name not in in_norm and not re.match(r'decode_head\.(query_embed|query_feat|level_embed)\.', name)
+        assert lr[id(p)] == pytest.approx(1e-4 * mult), name
+        assert wd[name] == (0.05 if decay else 0.0), name
+    assert backbone_norms > 0 and 'decode_head.query_embed.weight' in wd
+    if arch == 'b-fl':
+        assert Config.fromfile(M2F_CONFIGS[2]).optim_wrapper == cfg.optim_wrapper
