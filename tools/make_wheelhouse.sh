@@ -145,7 +145,8 @@ REQ="$TMP/requirements.txt"
   grep -v -E '^(torch|torchvision)([^A-Za-z0-9_.-]|$)' "$ROOT/requirements/runtime.txt"
   echo "torch==$TORCH_SPEC"
   echo "torchvision==$TV_SPEC"
-  cat "$ROOT"/requirements/{build,mminstall,optional,tests}.txt
+  # every other requirements file, so that one added for setup_env.sh cannot be missing here (deploy.txt once was)
+  for f in "$ROOT"/requirements/*.txt; do [[ "$f" == */runtime.txt ]] || cat "$f"; done
 } > "$REQ"
 
 # mmcv: its sdist goes to the target. A torch-less wheel of it (pure Python, same metadata) stands in for it while
@@ -182,9 +183,11 @@ say "downloading"
 "${PIP[@]}" download --progress-bar off --find-links "$TMP/standin" --find-links "$DIR" "${TARGET_OPTS[@]}" \
   -r "$REQ" -d "$DIR"
 rm -f "$DIR"/mmcv-*.whl   # the stand-in: the target builds mmcv from the sdist
-# setup_env.sh switches setuptools for mmcv's build (< 70) and for the mim-compatible editable install (< 64).
-"${PIP[@]}" download --progress-bar off --no-deps "${TARGET_OPTS[@]}" 'setuptools<70' -d "$DIR"
-"${PIP[@]}" download --progress-bar off --no-deps "${TARGET_OPTS[@]}" 'setuptools<64' -d "$DIR"
+# setup_env.sh switches setuptools for mmcv's build (< 70) and for the mim-compatible editable install (< 64; on
+# Python >= 3.12 77-79); tests/tools/test_wheelhouse.py checks that every spec it names is here.
+for spec in 'setuptools<70' 'setuptools<64' 'setuptools>=77.0.3,<80'; do
+  "${PIP[@]}" download --progress-bar off --no-deps "${TARGET_OPTS[@]}" "$spec" -d "$DIR"
+done
 
 # Proof of completeness: the same requirements resolve from DIR alone, for the target (pip takes the target options
 # only with --target, even for a dry run that installs nothing).

@@ -112,3 +112,26 @@ def test_setup_env_refuses_a_wheelhouse_for_another_python(tmp_path):
     line = one_error_line(r, 'setup_env: error: ')
     assert f'the wheelhouse is for Python {other}' in line and f'PYTHON=python{other}' in line
     assert not venv.exists()
+
+
+def _text(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return f.read()
+
+
+def test_the_wheelhouse_collects_everything_setup_env_installs():
+    """The offline install broke once: setup_env.sh installed requirements/deploy.txt, which the wheelhouse did not
+    collect, and `make env WHEELHOUSE=DIR` stopped at 'No matching distribution found for onnx'. The plan is read
+    from both scripts, without downloading: every requirements file setup_env.sh installs is collected, and every
+    setuptools it switches to is downloaded."""
+    setup, wheelhouse = _text('tools/setup_env.sh'), _text('tools/make_wheelhouse.sh')
+    installed = set(re.findall(r'requirements/(\w+)\.txt', setup))
+    assert {'build', 'runtime', 'deploy', 'tests'} <= installed
+    assert installed <= {f[:-4] for f in os.listdir(os.path.join(ROOT, 'requirements')) if f.endswith('.txt')}
+    # make_wheelhouse.sh takes runtime.txt (with the target's torch pair) and every other file of requirements/
+    assert 'for f in "$ROOT"/requirements/*.txt; do [[ "$f" == */runtime.txt ]] || cat "$f"; done' in wheelhouse
+    assert '"$ROOT/requirements/runtime.txt"' in wheelhouse
+    switched = set(re.findall(r"'(setuptools[^']*)'", setup))
+    assert len(switched) >= 3, switched
+    downloaded = set(re.findall(r"'(setuptools[^']*)'", wheelhouse.split('for spec in', 1)[1].split('\n', 1)[0]))
+    assert switched <= downloaded, switched - downloaded
