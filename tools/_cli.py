@@ -9,6 +9,10 @@ import os
 import sys
 import warnings
 
+import _env
+
+_env.require('torch', 'mmengine', 'mmdavit')
+
 # setuptools 80 warns each time mmengine, mmcv or openmim import pkg_resources (five times a run): nothing a user of
 # these tools can act on, and it buried the first lines of every log. requirements/build.txt pins setuptools<81,
 # under which pkg_resources still exists.

@@ -39,11 +39,15 @@ import statistics
 import sys
 import time
 
-import torch
-import torch.nn as nn
+import _env  # tools/ is on sys.path as the script's folder
 
-from davit_backbone import DaViT
-from davit_backbone.flops import count_macs
+_env.require('torch', 'davit_backbone')
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+from davit_backbone import DaViT  # noqa: E402
+from davit_backbone.flops import count_macs  # noqa: E402
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # dense bf16/fp16 tensor-core peaks (TFLOP/s) for the fraction-of-peak column

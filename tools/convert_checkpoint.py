@@ -15,10 +15,14 @@ import argparse
 import os
 import sys
 
-import torch
+import _env  # tools/ is on sys.path as the script's folder
 
-from davit_backbone import CheckpointFormatError, convert_state_dict, to_florence2, to_official
-from mmdavit.checkpoint import load_checkpoint_file
+_env.require('torch', 'mmdavit')
+
+import torch  # noqa: E402
+
+from davit_backbone import CheckpointFormatError, convert_state_dict, to_florence2, to_official  # noqa: E402
+from mmdavit.checkpoint import load_checkpoint_file  # noqa: E402
 
 
 def main(argv=None):

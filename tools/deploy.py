@@ -23,9 +23,8 @@ import shutil
 import sys
 import time
 
-import numpy as np
-
-import _cli as ru  # noqa: E402  tools/ is on sys.path as the script's folder
+import _cli as ru  # tools/ is on sys.path as the script's folder; first: it checks the environment (_env)
+import numpy as np  # noqa: I100
 import _config  # noqa: E402
 from mmdavit.loading import Checkpoint, build_model  # noqa: E402
 

@@ -23,13 +23,18 @@ import time
 
 import warnings
 
+import _env  # tools/ is on sys.path as the script's folder
+
 if __name__ == '__main__' and len(sys.argv) > 1 and osp.isfile(osp.join(sys.argv[1], 'deploy.json')):
     # a deployed folder: onnxruntime, numpy and OpenCV alone (davit_deploy), before torch or OpenMMLab is imported
+    _env.require('numpy', 'cv2', 'onnxruntime')
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     from davit_deploy.infer import run
     sys.exit(run(sys.argv[1:]))
 
-import numpy as np
+_env.require('torch', 'mmengine', 'mmdavit')
+
+import numpy as np  # noqa: E402
 
 # noise that says nothing about the user's run: the inferencers' visualizer announcing that it has no save_dir
 # (this tool writes the pictures itself); setuptools' notice is silenced in _cli for every tool

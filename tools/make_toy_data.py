@@ -17,8 +17,12 @@ import os.path as osp
 import shutil
 import sys
 
-import numpy as np
-from PIL import Image, ImageDraw
+import _env  # tools/ is on sys.path as the script's folder
+
+_env.require('numpy', 'PIL')
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
 
 CLASSES = ('circle', 'square', 'triangle')
 COLOURS = ((220, 60, 60), (60, 180, 75), (60, 90, 220))

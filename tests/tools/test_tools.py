@@ -1,11 +1,12 @@
 """tools/get_flops.py, tools/convert_checkpoint.py and tools/benchmark.py on real configs and files."""
 import json
+import os
 import re
 
 import pytest
 import torch
 
-from helpers import python_tool
+from helpers import ROOT, python_tool
 
 
 @pytest.mark.parametrize('arch,params,flops', [('tiny', 28.3, 4.5), ('small', 49.7, 8.8), ('base', 87.9, 15.5)])
@@ -123,3 +124,18 @@ def test_benchmark_maskrcnn_mode(tmp_path):
     assert r['ours'] > 0 and r['swin'] > 0 and r['onnxruntime'] > 0 and r['settings']['maskrcnn'] is True
     assert r['ratio'] == pytest.approx(r['ours'] / r['swin'], rel=1e-2)  # onnxruntime is no reference
     assert r['onnx_ratio'] == pytest.approx(r['onnxruntime'] / r['ours'], rel=1e-2)
+
+
+@pytest.mark.parametrize('tool', ['train.py', 'test.py', 'infer.py', 'deploy.py', 'get_flops.py',
+                                  'convert_checkpoint.py', 'benchmark.py', 'vis_scheduler.py', 'make_toy_data.py'])
+def test_a_tool_without_its_environment_says_which_to_use(tool, tmp_path):
+    """A tool started by a Python that cannot import the stack (here: this one without site-packages, as the system
+    Python is) says so in one line and which environment to activate, instead of a ModuleNotFoundError traceback."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, '-S', os.path.join(ROOT, 'tools', tool), 'x', 'y'], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith('error: ') and 'cannot import' in lines[0] and '/bin/activate' in lines[0], lines[0]
+    assert not any(tmp_path.iterdir())
