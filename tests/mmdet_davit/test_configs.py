@@ -44,7 +44,8 @@ def test_the_papers_twelve_configs_are_what_their_names_say():
     assert expected | {'mask-rcnn_davit-b-fl_fpn_1x_coco.py', 'mask-rcnn_davit-h-fl_fpn_1x_coco.py'} == names
     for name in sorted(names):
         cfg = Config.fromfile(os.path.join(ROOT, 'configs/mmdet', name))
-        model, arch, schedule = re.match(r'(retinanet|mask-rcnn)_davit-([tsbh](?:-fl)?)_fpn_(1x|3x)_coco', name).groups()
+        model, arch, schedule = re.match(r'(retinanet|mask-rcnn)_davit-([tsbh](?:-fl)?)_fpn_(1x|3x)_coco',
+                                         name).groups()
         assert cfg.model.type == {'retinanet': 'RetinaNet', 'mask-rcnn': 'MaskRCNN'}[model], name
         assert cfg.model.backbone.arch == {'t': 'tiny', 's': 'small', 'b': 'base', 'b-fl': 'base_fl',
                                          'h-fl': 'huge_fl'}[arch], name
