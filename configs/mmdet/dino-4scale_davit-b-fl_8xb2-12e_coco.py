@@ -1,9 +1,9 @@
 # DINO 4-scale 12 epochs on Florence-2-base's vision tower (DaViT-B layout: windows of 12, 3x3 downsampling convs,
 # channel attention v2), initialised from the Florence-2 release. Get the transformers-native checkpoint first (see
 # docs/florence2.md):
-#   huggingface-cli download florence-community/Florence-2-base model.safetensors \
+#   hf download florence-community/Florence-2-base model.safetensors config.json \
 #     --local-dir checkpoints/Florence-2-base
-# The whole VLM file is given as is: the loader keeps the vision tower and reports the output norms norm1..3 as newly
+# The folder is given as is: the loader keeps the vision tower and reports the output norms norm1..3 as newly
 # initialised (the tower has none).
 _base_ = './dino-4scale_davit-t_8xb2-12e_coco.py'
 
@@ -12,7 +12,7 @@ model = dict(
         arch='base_fl',
         # as mask-rcnn_davit-b-fl_fpn_1x_coco.py: a strongly pre-trained tower fine-tuned for 12 epochs
         drop_path_rate=0.2,
-        pretrained='checkpoints/Florence-2-base/model.safetensors'),
+        pretrained='checkpoints/Florence-2-base'),
     neck=dict(in_channels=[256, 512, 1024]))
 
 # mask-rcnn_davit-b-fl_fpn_1x_coco.py's stage-wise learning-rate decay 0.8, on top of the DINO recipe's 0.1 for the

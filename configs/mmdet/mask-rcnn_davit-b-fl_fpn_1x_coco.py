@@ -1,9 +1,10 @@
 # Mask R-CNN 1x on Florence-2-base's vision tower (DaViT-B layout: windows of 12, 3x3 downsampling convs, channel
 # attention v2), initialised from the Florence-2 release. Get the file first (see docs/florence2.md):
-#   hf download florence-community/Florence-2-base model.safetensors config.json --local-dir checkpoints/Florence-2-base
-# The folder is given as is (model.safetensors, a shard index or a remote-code pytorch_model.bin in it): the loader takes
-# the vision tower, drops the language model and projector (recognised as Florence-2's), and reports the four output
-# norms norm0..3 as newly initialised (the tower has none).
+#   hf download florence-community/Florence-2-base model.safetensors config.json \
+#     --local-dir checkpoints/Florence-2-base
+# The folder is given as is (model.safetensors, a shard index or a remote-code pytorch_model.bin in it): the loader
+# takes the vision tower, drops the language model and projector (recognised as Florence-2's), and reports the four
+# output norms norm0..3 as newly initialised (the tower has none).
 _base_ = './mask-rcnn_davit-t_fpn_1x_coco.py'
 
 model = dict(

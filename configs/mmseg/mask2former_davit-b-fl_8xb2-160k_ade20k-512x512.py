@@ -1,7 +1,7 @@
 # Mask2Former 160k on Florence-2-base's vision tower (DaViT-B layout: windows of 12, 3x3 downsampling convs, channel
 # attention v2), initialised from the Florence-2 release. Get the transformers-native checkpoint first (see
 # docs/florence2.md):
-#   huggingface-cli download florence-community/Florence-2-base model.safetensors \
+#   hf download florence-community/Florence-2-base model.safetensors config.json \
 #     --local-dir checkpoints/Florence-2-base
 # The loader keeps the vision tower of the whole VLM file and reports norm0..3 as newly initialised.
 _base_ = './mask2former_davit-t_8xb2-160k_ade20k-512x512.py'
@@ -11,7 +11,7 @@ model = dict(
         arch='base_fl',
         # as upernet_davit-b-fl: below ECCV DaViT-B's 0.4, a strongly pre-trained tower needs less stochastic depth
         drop_path_rate=0.3,
-        pretrained='checkpoints/Florence-2-base/model.safetensors'),
+        pretrained='checkpoints/Florence-2-base'),
     decode_head=dict(in_channels=[128, 256, 512, 1024]))
 
 # upernet_davit-b-fl's stage-wise learning-rate decay 0.8, on top of the Mask2Former recipe's 0.1 for the backbone:

@@ -1,6 +1,6 @@
 # Mask2Former 160k on Florence-2-large's vision tower (DaViT-H layout: 256/512/1024/2048 channels, ~360M parameters,
 # windows of 12, 3x3 downsampling convs, channel attention v2), initialised from the Florence-2 release:
-#   huggingface-cli download florence-community/Florence-2-large model.safetensors \
+#   hf download florence-community/Florence-2-large model.safetensors config.json \
 #     --local-dir checkpoints/Florence-2-large
 # The -b-fl recipe (stage-wise lr decay 0.8 under the backbone's 0.1) with the wider tower.
 _base_ = './mask2former_davit-b-fl_8xb2-160k_ade20k-512x512.py'
@@ -13,5 +13,5 @@ model = dict(
         # the tower's activations dominate a training step's memory; recomputing each block in the backward trades
         # backbone time for them
         with_cp=True,
-        pretrained='checkpoints/Florence-2-large/model.safetensors'),
+        pretrained='checkpoints/Florence-2-large'),
     decode_head=dict(in_channels=[256, 512, 1024, 2048]))

@@ -1,6 +1,7 @@
 # UPerNet 160k on Florence-2-base's vision tower (DaViT-B layout: windows of 12, 3x3 downsampling convs, channel
 # attention v2), initialised from the Florence-2 release. Get the file first (see docs/florence2.md):
-#   hf download florence-community/Florence-2-base model.safetensors config.json --local-dir checkpoints/Florence-2-base
+#   hf download florence-community/Florence-2-base model.safetensors config.json \
+#     --local-dir checkpoints/Florence-2-base
 # The loader takes the vision tower from the whole VLM in that folder and reports norm0..3 as newly initialised.
 _base_ = './upernet_davit-t_8xb2-160k_ade20k-512x512.py'
 

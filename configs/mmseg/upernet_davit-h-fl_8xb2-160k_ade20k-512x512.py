@@ -1,7 +1,8 @@
 # UPerNet 160k on Florence-2-large's vision tower (DaViT-H layout: 256/512/1024/2048 channels, ~360M parameters,
 # windows of 12, 3x3 downsampling convs, channel attention v2), initialised from the Florence-2 release. Get the
 # transformers-native checkpoint first (see docs/florence2.md):
-#   hf download florence-community/Florence-2-large model.safetensors config.json --local-dir checkpoints/Florence-2-large
+#   hf download florence-community/Florence-2-large model.safetensors config.json \
+#     --local-dir checkpoints/Florence-2-large
 # The -b-fl recipe (stage-wise lr decay 0.8, no weight decay on norms) with the wider tower; the loader keeps the
 # vision tower of the whole VLM file and reports norm0..3 as newly initialised.
 _base_ = './upernet_davit-b-fl_8xb2-160k_ade20k-512x512.py'
@@ -15,6 +16,6 @@ model = dict(
         # states; CPU allocation replay, 2026-12-06), about 9.3 without: on for headroom on 16 GB GPUs, at the cost
         # of recomputing each block's forward in the backward
         with_cp=True,
-        pretrained='checkpoints/Florence-2-large/model.safetensors'),
+        pretrained='checkpoints/Florence-2-large'),
     decode_head=dict(in_channels=[256, 512, 1024, 2048]),
     auxiliary_head=dict(in_channels=1024))

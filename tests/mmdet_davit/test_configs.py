@@ -146,7 +146,7 @@ def test_florence_large_is_the_base_recipe_on_the_wider_tower():
     assert large.model.neck.in_channels == list(arch_zoo['huge_fl']['embed_dims'])
     assert large.model.backbone.with_cp and not base.model.backbone.with_cp
     assert large.model.backbone.drop_path_rate == pytest.approx(base.model.backbone.drop_path_rate + 0.1)
-    assert large.model.backbone.pretrained == 'checkpoints/Florence-2-large/model.safetensors'
+    assert large.model.backbone.pretrained == 'checkpoints/Florence-2-large'
     assert (large.train_dataloader, large.param_scheduler) == (base.train_dataloader, base.param_scheduler)
 
 
@@ -186,7 +186,7 @@ def test_dino_configs_are_mmdets_recipe_on_davit(path):
     assert ours.model.backbone.with_cp == (arch == 'huge_fl')
     if arch != 'tiny':
         size = 'base' if arch == 'base_fl' else 'large'
-        assert ours.model.backbone.pretrained == f'checkpoints/Florence-2-{size}/model.safetensors'
+        assert ours.model.backbone.pretrained == f'checkpoints/Florence-2-{size}'
     ours.model.neck.pop('in_channels'), theirs.model.neck.pop('in_channels')
     ours.model.pop('backbone'), theirs.model.pop('backbone')
     for key in ('model', 'train_dataloader', 'val_dataloader', 'val_evaluator', 'param_scheduler', 'train_cfg',
