@@ -18,6 +18,7 @@ data preprocessor applies them. Keeping it out of the graph keeps the graph's in
 runtime can feed, as mmdeploy's graphs do.
 """
 import copy
+import inspect
 from typing import List, Optional
 
 import torch
@@ -123,6 +124,12 @@ class SegmentorGraph(nn.Module):
         if mode != 'whole':
             raise DeployError(f"the config's model.test_cfg.mode is {mode!r}; the graph runs whole-image inference: "
                               "pass --cfg-options model.test_cfg.mode=whole")
+        head = segmentor.decode_head
+        if 'batch_data_samples' in inspect.signature(head.forward).parameters:
+            # query-based heads read each image's shapes in forward and predict masks per query, not logits per pixel
+            raise DeployError(f'{type(head).__name__} (a query-based decode head, e.g. Mask2Former) is not exported '
+                              'yet: the segmenter graph takes decode heads that map features to per-pixel logits '
+                              '(UPerNet, FCN); run this model with tools/infer.py CONFIG CKPT')
         if segmentor.decode_head.out_channels == 1:
             raise DeployError('a binary (out_channels=1) decode head does not export yet; use tools/infer.py with '
                               'CONFIG CKPT')

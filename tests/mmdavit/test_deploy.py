@@ -65,3 +65,7 @@ def test_unsupported_is_refused_with_what_to_do():
     cfg.test_pipeline = [dict(type='LoadImageFromFile'), dict(type='RandomCrop', crop_size=(8, 8))]
     with pytest.raises(DeployError, match='RandomCrop'):
         preprocess_recipe(cfg, model)
+    # Mask2Former's head needs the images' metadata in forward and predicts per-query masks: refused by name
+    _, model = build_from_config('configs/toy/mask2former_davit-t_toy-ade.py')
+    with pytest.raises(DeployError, match='Mask2FormerHead.*tools/infer.py'):
+        graph_for('mmseg', model)

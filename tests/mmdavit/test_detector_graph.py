@@ -99,6 +99,16 @@ def test_unsupported_detectors_are_refused():
         graph_for('mmdet', model)
 
 
+def test_query_based_detectors_are_refused():
+    """DINO's predict is a top-k over (query, class) pairs of its last decoder layer, without anchors or NMS: the
+    graph has no such path yet, and says so in one line naming detector and head."""
+    from mmdavit.deploy import DeployError, graph_for
+    _, model = build_from_config('configs/toy/dino_davit-t_toy-coco.py')
+    with pytest.raises(DeployError, match=r'^DINO with DINOHead: .*tools/infer.py') as e:
+        graph_for('mmdet', model)
+    assert '\n' not in str(e.value)
+
+
 def test_a_batch_gives_each_image_what_it_gives_alone(seed):
     """Images of one padded size in one batch: each image's rows equal its own run's, padding rows empty."""
     toy_data('coco')
