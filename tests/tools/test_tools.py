@@ -41,6 +41,21 @@ def test_get_flops_dense_configs_count_backbone_and_heads():
             assert abs(total - parts / 1e9) <= 0.005, (cfg, parts, r.stdout)
 
 
+def test_get_flops_query_based_heads():
+    """DINO and Mask2Former read the image's shape from data samples even in tensor mode: the tool gives them one, and
+    counts backbone, neck, transformer and every decoder layer's predictions (more than backbone and neck alone)."""
+    from davit_backbone.flops import count_macs
+    from helpers import analytic_macs, build_from_config
+    for cfg in ('configs/toy/dino_davit-t_toy-coco.py', 'configs/toy/mask2former_davit-t_toy-ade.py'):
+        r = python_tool('tools/get_flops.py', cfg, '--shape', '128')
+        assert r.returncode == 0, r.stderr[-2000:]
+        total = float(re.search(r'FLOPs: ([0-9.]+)G', r.stdout).group(1))
+        model = build_from_config(cfg)[1].eval()
+        feats = model.backbone(torch.randn(1, 3, 128, 128))
+        bottom = analytic_macs('tiny', 128, 128) + (count_macs(model.neck, feats)[0] if 'dino' in cfg else 0)
+        assert total >= round(bottom / 1e9, 2) + 0.01, (cfg, bottom, r.stdout)
+
+
 def test_convert_checkpoint_tool(tmp_path, seed):
     timm = pytest.importorskip('timm')
     from davit_backbone import DaViT
