@@ -280,16 +280,31 @@ FLORENCE2_TOY_ARCH = dict(embed_dims=(32, 64, 128, 256), depths=(1, 1, 1, 1), nu
 FLORENCE2_TOY_CFG = 'configs/toy/retinanet_davit-fl_toy-coco.py'
 
 
+def reference(module):
+    """A reference kept out of the environment (requirements/reference.txt): tools/setup_env.sh installs it into
+    <venv>/reference, which is put on sys.path (last, so that the environment's own packages win) for the tests
+    that use it. Missing, it fails the test: the suite must not pass by skipping its references."""
+    import importlib
+    folder = os.path.join(sys.prefix, 'reference')
+    if folder not in sys.path:
+        sys.path.append(folder)
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise AssertionError(f'the test reference {module} is not in {folder}: run make env ({e})') from None
+
+
 def florence2_whole_model(seed=0):
     """A whole transformers Florence-2 (that tower + a tiny BART + the projector), random weights."""
     import torch
-    from transformers import BartConfig, Florence2Config, Florence2ForConditionalGeneration
+    transformers = reference('transformers')
+    BartConfig, Florence2Config = transformers.BartConfig, transformers.Florence2Config
     torch.manual_seed(seed)
     text = BartConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
                       decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, max_position_embeddings=32)
     config = Florence2Config(vision_config=dict(FLORENCE2_TOY_TOWER, projection_dim=16, drop_path_rate=0.),
                              text_config=text)
-    return Florence2ForConditionalGeneration(config).eval()
+    return transformers.Florence2ForConditionalGeneration(config).eval()
 
 
 def florence2_layouts(root):

@@ -197,6 +197,11 @@ fi
 "${PIP[@]}" -r "$ROOT/requirements/mminstall.txt" -r "$ROOT/requirements/optional.txt" -r "$ROOT/requirements/deploy.txt" \
   -r "$ROOT/requirements/tests.txt" \
   -c "$RUNTIME_REQ" -c "$ROOT/requirements/build.txt" --find-links "$WHEEL_DIR"
+# The tests' references that must not be importable by the environment itself (requirements/reference.txt says why);
+# an environment made before that was so loses its copy.
+"$PY" -m pip uninstall --disable-pip-version-check -y -q transformers tokenizers >/dev/null 2>&1 || true
+rm -rf "$VENV/reference"
+"${PIP[@]}" --no-deps --target "$VENV/reference" -r "$ROOT/requirements/reference.txt"
 # Editable install the way OpenMMLab projects (and `mim install -e .`) do it: a legacy `setup.py develop` egg-link,
 # so the distribution's location is the repo and mim finds mmdavit/.mim (configs, tools, model-index.yml).
 # setuptools >= 64 would make a PEP 660 install that mim cannot locate; setuptools 80 is put back right after.

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from davit_backbone import CheckpointFormatError, DaViT, convert_state_dict, load_file, load_pretrained
-from helpers import FLORENCE2_TOY_ARCH, assert_tower, dense_davit, florence2_layouts
+from helpers import FLORENCE2_TOY_ARCH, assert_tower, dense_davit, florence2_layouts, reference
 
-transformers = pytest.importorskip('transformers')
-from transformers import Florence2VisionConfig  # noqa: E402
-from transformers.models.florence2.modeling_florence2 import Florence2VisionBackbone  # noqa: E402
+transformers = reference('transformers')
+Florence2VisionConfig = transformers.Florence2VisionConfig
+Florence2VisionBackbone = reference('transformers.models.florence2.modeling_florence2').Florence2VisionBackbone
 
 # Florence2VisionConfig's own defaults are Florence-2-base's tower; -large's dimensions are DaViT-H's
 LARGE = dict(embed_dim=(256, 512, 1024, 2048), num_heads=(8, 16, 32, 64), num_groups=(8, 16, 32, 64))

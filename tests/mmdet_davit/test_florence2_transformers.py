@@ -6,7 +6,6 @@ import torch
 
 from helpers import FLORENCE2_TOY_CFG, assert_tower, build_from_config, florence2_layouts, python_tool, toy_data
 
-pytest.importorskip('transformers')
 
 
 @pytest.fixture(scope='module')

@@ -5,9 +5,8 @@ import torch
 
 from davit_backbone import convert_state_dict, load_pretrained, to_florence2
 from helpers import (FLORENCE2_TOY_ARCH, FLORENCE2_TOY_TOWER, assert_tower, dense_davit, florence2_layouts,
-                     florence2_whole_model, python_tool)
+                     florence2_whole_model, python_tool, reference)
 
-pytest.importorskip('transformers')
 
 
 @pytest.fixture(scope='module')
@@ -16,9 +15,8 @@ def florence2(tmp_path_factory):
 
 
 def _tower():
-    from transformers import Florence2VisionConfig
-    from transformers.models.florence2.modeling_florence2 import Florence2VisionBackbone
-    return Florence2VisionBackbone(Florence2VisionConfig(**FLORENCE2_TOY_TOWER)).eval()
+    tower = reference('transformers.models.florence2.modeling_florence2').Florence2VisionBackbone
+    return tower(reference('transformers').Florence2VisionConfig(**FLORENCE2_TOY_TOWER)).eval()
 
 
 def test_convert_tool_reads_a_folder_and_writes_what_transformers_loads_strictly(florence2, tmp_path):
