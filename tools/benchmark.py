@@ -31,7 +31,6 @@ mask heads, post-processing), random weights and ``score_thr=0`` so both keep 10
 on all of them.
 """
 import argparse
-import gc
 import json
 import os
 import platform
@@ -48,6 +47,7 @@ import torch.nn as nn  # noqa: E402
 
 from davit_backbone import DaViT  # noqa: E402
 from davit_backbone.flops import count_macs  # noqa: E402
+from davit_backbone.memory import peak_memory_mib  # noqa: E402
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # dense bf16/fp16 tensor-core peaks (TFLOP/s) for the fraction-of-peak column
@@ -110,31 +110,6 @@ def build_models(arch, dense, with_cp, references=True):
 def _sync(device):
     if device.type == 'cuda':
         torch.cuda.synchronize()
-
-
-def peak_memory_mib(step, device) -> float:
-    """Peak memory of one call of ``step`` above what was allocated before it, in MiB.
-
-    CUDA: the caching allocator's max allocated. CPU: PyTorch's CPU allocator keeps no statistics and RSS depends on
-    what glibc hands back to the OS, so the allocation records of the profiler are replayed in time order.
-    """
-    gc.collect()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    current = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        current += event.self_cpu_memory_usage
-        peak = max(peak, current)
-    return peak / 2 ** 20
 
 
 def _autocast(device, dtype):

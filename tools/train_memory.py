@@ -42,7 +42,7 @@ def main():
         backbone['init_cfg'] = None  # the sizes are what is measured, not the weights
     scope = cfg.default_scope
     height, width = args.size or DEFAULT_SIZES[scope]
-    batch = args.batch or cfg.train_dataloader.batch_size
+    batch = cfg.train_dataloader.batch_size if args.batch is None else args.batch
     if batch < 1 or height < 32 or width < 32:
         raise ru.UserError(f'--batch must be >= 1 and --size at least 32 x 32, got {batch}, {height} x {width}')
     from mmengine.model import revert_sync_batchnorm

@@ -142,7 +142,8 @@ def test_benchmark_maskrcnn_mode(tmp_path):
 
 
 @pytest.mark.parametrize('tool', ['train.py', 'test.py', 'infer.py', 'deploy.py', 'get_flops.py',
-                                  'convert_checkpoint.py', 'benchmark.py', 'vis_scheduler.py', 'make_toy_data.py'])
+                                  'convert_checkpoint.py', 'benchmark.py', 'vis_scheduler.py', 'make_toy_data.py',
+                                  'train_memory.py'])
 def test_a_tool_without_its_environment_says_which_to_use(tool, tmp_path):
     """A tool started by a Python that cannot import the stack (here: this one without site-packages, as the system
     Python is) says so in one line and which environment to activate, instead of a ModuleNotFoundError traceback."""
@@ -154,3 +155,21 @@ def test_a_tool_without_its_environment_says_which_to_use(tool, tmp_path):
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0].startswith('error: ') and 'cannot import' in lines[0] and '/bin/activate' in lines[0], lines[0]
     assert not any(tmp_path.iterdir())
+
+
+def test_train_memory_of_a_toy_detector(tmp_path):
+    """tools/train_memory.py: one whole training step of a config's model measured after a warm-up step; the total is
+    the parts' sum, the optimizer's states exist (AdamW: two per weight), and checkpointing holds fewer tensors."""
+    out = {}
+    for with_cp in (False, True):
+        r = python_tool('tools/train_memory.py', 'configs/toy/retinanet_davit-t_toy-coco.py', '--size', '96', '128',
+                        '--batch', '2', '--cfg-options', f'model.backbone.with_cp={with_cp}')
+        assert r.returncode == 0, r.stderr[-2000:]
+        out[with_cp] = json.loads(r.stdout.strip().splitlines()[-1])
+    m = out[False]
+    assert m['batch'] == 2 and m['size'] == [96, 128] and m['step_peak'] > 0
+    assert abs(m['total'] - (m['weights'] + m['optimizer_states'] + m['step_peak'])) < 0.5
+    assert 1.9 < m['optimizer_states'] / m['weights'] < 2.1
+    assert out[True]['step_peak'] < m['step_peak']
+    r = python_tool('tools/train_memory.py', 'configs/toy/retinanet_davit-t_toy-coco.py', '--batch', '0')
+    assert r.returncode == 2 and r.stderr.strip().startswith('error: --batch must be >= 1')
