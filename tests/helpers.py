@@ -170,6 +170,22 @@ def task_tool(repo, name):
     return os.path.join(os.path.dirname(importlib.import_module(repo).__file__), '.mim', 'tools', name)
 
 
+def task_config(repo, name):
+    """A task repo's own config as its wheel ships it (what ``repo::name`` in a _base_ refers to)."""
+    import importlib
+    return os.path.join(os.path.dirname(importlib.import_module(repo).__file__), '.mim', 'configs', name)
+
+
+def without_scope(value):
+    """A config value without the ``_scope_`` keys that inheriting across repos (``'mmdet::...'``, ``'mmseg::...'``)
+    adds to it."""
+    if isinstance(value, dict):
+        return {k: without_scope(v) for k, v in value.items() if k != '_scope_'}
+    if isinstance(value, (list, tuple)):
+        return [without_scope(v) for v in value]
+    return value
+
+
 def saved_tensors(path):
     """The state dict of a checkpoint file written by a Runner."""
     from mmdavit import load_checkpoint_file

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, build_from_config, config_files, drop_path_rates, weight_decay_of
+from helpers import ROOT, build_from_config, config_files, drop_path_rates, task_config, weight_decay_of, without_scope
 from mmdavit.schedule import learning_rates
 
 CONFIGS = config_files('mmdet') + [os.path.join(ROOT, 'configs', n) for n in (
@@ -148,21 +148,6 @@ def test_florence_large_is_the_base_recipe_on_the_wider_tower():
     assert large.model.backbone.drop_path_rate == pytest.approx(base.model.backbone.drop_path_rate + 0.1)
     assert large.model.backbone.pretrained == 'checkpoints/Florence-2-large'
     assert (large.train_dataloader, large.param_scheduler) == (base.train_dataloader, base.param_scheduler)
-
-
-def task_config(repo, name):
-    """A task repo's own config as its wheel ships it (what ``repo::name`` in a _base_ refers to)."""
-    import importlib
-    return os.path.join(os.path.dirname(importlib.import_module(repo).__file__), '.mim', 'configs', name)
-
-
-def without_scope(value):
-    """A config value without the ``_scope_`` keys that inheriting across repos (``'mmdet::...'``) adds to it."""
-    if isinstance(value, dict):
-        return {k: without_scope(v) for k, v in value.items() if k != '_scope_'}
-    if isinstance(value, (list, tuple)):
-        return [without_scope(v) for v in value]
-    return value
 
 
 DINO_CONFIGS = [os.path.join(ROOT, 'configs/mmdet', f'dino-4scale_davit-{a}_8xb2-12e_coco.py')
