@@ -4,11 +4,13 @@ checks (datasets, pretrained weights, ``--amp``) that fail before the Runner wri
 from __future__ import annotations
 
 import os.path as osp
+import sys
 from typing import Iterable, List, Optional
 
 from mmengine.config import Config
 
 from _cli import UserError, prechecked
+from mmdavit.data_check import DataCheckError, check_coco_classes
 from mmdavit.hooks import use_atomic_checkpoints
 from mmdavit.loading import CheckpointError, check_pretrained as _check_pretrained, map_pretrained
 from mmdavit.resume import ResumeError, check_resumable, find_resume_checkpoint
@@ -139,8 +141,10 @@ def _dataset_cfgs(cfg: Config, phases: Iterable[str]) -> List[dict]:
 
 
 def check_datasets(cfg: Config, phases: Iterable[str]) -> None:
-    """Fails before the Runner makes its work dir when a dataset folder or annotation file is missing."""
+    """Fails before the Runner makes its work dir when a dataset folder or annotation file is missing, or when a
+    detection config names a class its annotation file does not have."""
     scope = cfg.get('default_scope')
+    checked = set()
     for ds in _dataset_cfgs(cfg, phases):
         root = ds.get('data_root') or ''
         paths = []
@@ -159,3 +163,28 @@ def check_datasets(cfg: Config, phases: Iterable[str]) -> None:
                     f'dataset path not found: {p!r} (data_root={root!r}). Put the dataset there (see the README\'s '
                     f'data layout), point data_root elsewhere with --cfg-options, or make the small toy set: '
                     f'{TOY_HINTS.get(scope, "")}')
+        if scope == 'mmdet' and ds.get('ann_file'):
+            _check_coco_classes(ds, osp.join(root, ds['ann_file']), checked)
+
+
+def _check_coco_classes(ds: dict, ann_file: str, checked: set) -> None:
+    """A COCO-style dataset's class names against its annotation file's categories (mmdavit.data_check), once per
+    file and names."""
+    import mmdet.datasets  # noqa: F401  fills the registry
+    from mmdet.datasets import CocoDataset
+    from mmdet.registry import DATASETS
+    kind = ds.get('type')
+    cls = kind if isinstance(kind, type) else DATASETS.get(str(kind).split('.')[-1]) if kind else None
+    if cls is None or not issubclass(cls, CocoDataset) or '://' in ann_file or not ann_file.endswith('.json'):
+        return
+    classes = tuple((ds.get('metainfo') or {}).get('classes') or cls.METAINFO['classes'])
+    if (ann_file, classes) in checked:
+        return
+    checked.add((ann_file, classes))
+    try:
+        left_out = check_coco_classes(ann_file, classes)
+    except DataCheckError as e:
+        raise UserError(str(e)) from None
+    if left_out:
+        print(f'note: {len(left_out)} categor{"y" if len(left_out) == 1 else "ies"} of {ann_file} not in '
+              f'metainfo.classes, whose annotations are not trained on or evaluated: {left_out[:8]}', file=sys.stderr)

@@ -77,3 +77,15 @@ def test_florence2_configs_backbone_pretrained_is_checked_before_anything_is_wri
     with pytest.raises(_cli.UserError, match='absent.bin'):
         _config.check_pretrained(cfg)
     assert not (tmp_path / 'wd').exists()
+
+
+def test_a_class_name_missing_from_the_annotation_file_stops_train_and_test(tmp_path):
+    """A typo in metainfo.classes used to train to the end without that class and fail in the COCO evaluator."""
+    toy_data('coco')
+    wd = tmp_path / 'wd'
+    option = "train_dataloader.dataset.metainfo.classes=['circle','sqaure','triangle']"
+    r = python_tool('tools/train.py', 'configs/toy/retinanet_davit-t_toy-coco.py', '--work-dir', str(wd),
+                    '--cfg-options', option)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert _one_error_line(r.stderr) and "class 'sqaure'" in r.stderr and "did you mean 'square'" in r.stderr
+    assert not wd.exists()
