@@ -6,32 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, build_from_config, config_files, drop_path_rates, task_config, weight_decay_of, without_scope
+from helpers import (ROOT, build_from_config, built_on_meta, config_files, drop_path_rates, task_config,
+                     weight_decay_of, without_scope)
 from mmdavit.schedule import learning_rates
 
 CONFIGS = config_files('mmdet') + [os.path.join(ROOT, 'configs', n) for n in (
     'davit_retinanet_1x_coco.py', 'davit_retinanet_3x_coco.py', 'davit_maskrcnn_1x_coco.py',
     'davit_maskrcnn_3x_coco.py')] + [p for p in config_files('toy') if 'coco' in p]
-
-
-# DaViT-H (huge_fl: 360M parameters) takes about 15 s to build and 25 s for one step at 96x128 on 2 cores, so its
-# configs are built on the meta device instead: the backbone, with checkpointing, and the neck run forward and
-# backward on shapes alone, which checks every module's arguments and the channels between them; the heads' inputs
-# are checked in test_florence_large_is_the_base_recipe_on_the_wider_tower, the loss path on the smaller archs
-META_ARCHS = ('huge', 'huge_fl', 'giant')
-
-
-def built_on_meta(path, **overrides):
-    from mmengine.config import Config
-    if Config.fromfile(path).model.backbone.get('arch') not in META_ARCHS:
-        return False
-    with torch.device('meta'):
-        cfg, model = build_from_config(path, **overrides)
-        model.train()
-        feats = model.extract_feat(torch.randn(2, 3, 96, 128))
-        sum(f.sum() for f in feats).backward()
-    assert cfg.model.backbone.type == 'DaViT' and model.backbone.stem.conv.weight.grad is not None
-    return True
 
 
 def test_the_papers_twelve_configs_are_what_their_names_say():

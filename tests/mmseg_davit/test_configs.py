@@ -5,31 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, build_from_config, config_files, drop_path_rates, task_config, weight_decay_of, without_scope
+from helpers import (ROOT, build_from_config, built_on_meta, config_files, drop_path_rates, task_config,
+                     weight_decay_of, without_scope)
 from mmdavit.schedule import learning_rates
 
 T_CONFIG = os.path.join(ROOT, 'configs/mmseg/upernet_davit-t_8xb2-160k_ade20k-512x512.py')
 CONFIGS = config_files('mmseg') + [os.path.join(ROOT, 'configs', 'upernet_davit_512x512_160k_ade20k.py')]
-
-
-# DaViT-H (huge_fl: 360M parameters) takes about 15 s to build and 25 s for one step at 96x128 on 2 cores, so its
-# configs are built on the meta device instead: the backbone, with checkpointing, and the neck run forward and
-# backward on shapes alone, which checks every module's arguments and the channels between them; the heads' inputs
-# are checked in test_florence_large_is_the_base_recipe_on_the_wider_tower, the loss path on the smaller archs
-META_ARCHS = ('huge', 'huge_fl', 'giant')
-
-
-def built_on_meta(path, **overrides):
-    from mmengine.config import Config
-    if Config.fromfile(path).model.backbone.get('arch') not in META_ARCHS:
-        return False
-    with torch.device('meta'):
-        cfg, model = build_from_config(path, **overrides)
-        model.train()
-        feats = model.extract_feat(torch.randn(2, 3, 96, 128))
-        sum(f.sum() for f in feats).backward()
-    assert cfg.model.backbone.type == 'DaViT' and model.backbone.stem.conv.weight.grad is not None
-    return True
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
