@@ -112,10 +112,12 @@ def _florence2_tower(sd: Mapping[str, torch.Tensor]):
 
 
 def detect_format(sd: Mapping[str, torch.Tensor]) -> str:
-    keys = list(sd)
     florence2 = _florence2_tower(sd)
-    if florence2 is not None:
-        return florence2[0]
+    return florence2[0] if florence2 is not None else _detect_other_format(list(sd))
+
+
+def _detect_other_format(keys) -> str:
+    """The layouts other than Florence-2's, from the keys."""
     if any(k.startswith(('patch_embeds.', 'main_blocks.')) for k in keys):
         return 'official'
     if any(k.startswith('patch_embed.projection') or '.w_msa.' in k or '.ffn.layers.' in k for k in keys):
@@ -256,7 +258,7 @@ def convert_state_dict(checkpoint, return_format: bool = False):
     if florence2 is not None:  # the VLM around the tower: dropped because recognised, never because merely unknown
         fmt, sd, outside = florence2
     else:
-        fmt = detect_format(sd)
+        fmt = _detect_other_format(list(sd))
     convert = _CONVERTERS[fmt]
     out = OrderedDict((convert(k), v) for k, v in sd.items())
     unknown = [f'(beside the tower) {k}' for k in outside] + [k for k in out if not OUR_KEY_PATTERN.match(k)]
