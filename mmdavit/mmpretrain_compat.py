@@ -32,13 +32,15 @@ def _transformers_lacks_needed_names() -> bool:
 def keep_mmpretrain_importable() -> bool:
     """Turns mmpretrain's multimodal models off when the installed transformers would break ``import
     mmpretrain.models``. Must run before that import; returns whether it turned them off."""
-    if 'mmpretrain.models' in sys.modules:
+    # transformers first: importing mmpretrain.utils costs 1-2 s (mmcv), which every `import mmdavit` without
+    # transformers (this project's own environment) would pay for nothing
+    if 'mmpretrain.models' in sys.modules or not _transformers_lacks_needed_names():
         return False
     try:
         from mmpretrain.utils import dependency
     except ImportError:  # no mmpretrain: nothing to keep
         return False
-    if dependency.WITH_MULTIMODAL and _transformers_lacks_needed_names():
+    if dependency.WITH_MULTIMODAL:
         dependency.WITH_MULTIMODAL = False
         return True
     return False

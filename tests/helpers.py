@@ -326,6 +326,10 @@ def reference(module):
     folder = os.path.join(sys.prefix, 'reference')
     if folder not in sys.path:
         sys.path.append(folder)
+        # transformers now importable in this process, as in a user's environment that has it: mmdavit's import
+        # checked for it before it was on the path
+        from mmdavit.mmpretrain_compat import keep_mmpretrain_importable
+        keep_mmpretrain_importable()
     try:
         return importlib.import_module(module)
     except ImportError as e:
