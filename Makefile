@@ -1,7 +1,8 @@
 # make demo : installs (first time ~15 min: mmcv compiles), then trains + evaluates + draws the quick toy job on CPU
 # make demo-long : the 24-epoch toy Mask R-CNN job; make demo-seg : toy UPerNet
 # make test : installs, then runs the test suite
-# make docs : installs, then builds the documentation site into site/ (mkdocs-material; warnings are errors)
+# make docs : builds the documentation site into site/ (mkdocs-material; warnings are errors) with its own small
+#   environment, .venv-docs (requirements/docs.txt alone: no torch, no mmcv; made the first time, in about a minute)
 # DAVIT_VENV=/path overrides where the environment lives (default .venv).
 # make wheelhouse WHEELHOUSE=DIR : collects the environment's packages into DIR (connected machine; docs/install.md,
 #   "Offline install"); make env/test/demo WHEELHOUSE=DIR then install from DIR alone, with no network.
@@ -49,9 +50,18 @@ test: env
 test-fast: env
 	$(PY) -m pytest tests -m "not slow" -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
+# The site needs mkdocs and its plugins only, so it does not wait for make env (torch + compiling mmcv). DOCS_VENV=/path
+# overrides where that environment lives; it is remade when requirements/docs.txt changes.
 # NO_MKDOCS_2_WARNING: mkdocs-material's end-of-life banner, printed on every build
-docs: env
-	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+DOCS_VENV ?= $(CURDIR)/.venv-docs
+docs: $(DOCS_VENV)/.mmdavit-docs-stamp
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/python -m mkdocs build --strict --site-dir site
+
+$(DOCS_VENV)/.mmdavit-docs-stamp: requirements/docs.txt
+	$(or $(PYTHON),python3) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --disable-pip-version-check --progress-bar off \
+	  $(if $(WHEELHOUSE),--no-index --find-links $(WHEELHOUSE)) -r requirements/docs.txt
+	touch $@
 
 benchmark: env
 	$(PY) tools/benchmark.py

@@ -195,7 +195,7 @@ fi
 "${PIP[@]}" --no-deps --force-reinstall "$WHEEL"
 # mmcv's own runtime deps (addict, yapf, ...) without letting pip rebuild it:
 "${PIP[@]}" -r "$ROOT/requirements/mminstall.txt" -r "$ROOT/requirements/optional.txt" -r "$ROOT/requirements/deploy.txt" \
-  -r "$ROOT/requirements/tests.txt" \
+  -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/docs.txt" \
   -c "$RUNTIME_REQ" -c "$ROOT/requirements/build.txt" --find-links "$WHEEL_DIR"
 # The tests' references that must not be importable by the environment itself (requirements/reference.txt says why);
 # an environment made before that was so loses its copy.

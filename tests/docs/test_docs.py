@@ -182,12 +182,46 @@ def test_readme_is_short_and_sets_up_with_make_demo_and_make_test():
     assert [t[:2] for t in _commands(body)] == [['make', 'demo'], ['make', 'test']]
 
 
-def test_site_builds_with_warnings_as_errors(tmp_path):
-    r = run_tool(sys.executable, '-m', 'mkdocs', 'build', '--strict', '--site-dir', str(tmp_path / 'site'),
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    """The site built as `make docs` builds it (about 4 s), with this environment's mkdocs and plugins."""
+    out = tmp_path_factory.mktemp('docs') / 'site'
+    r = run_tool(sys.executable, '-m', 'mkdocs', 'build', '--strict', '--site-dir', str(out),
                  env={'NO_MKDOCS_2_WARNING': '1'})
+    return r, out
+
+
+def test_site_builds_with_warnings_as_errors(site):
+    r, out = site
+    # also an API page entry (docs/api.md) that names nothing griffe finds in the source
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    # every page of docs/ became a page of the site
+    # every page of docs/ became a page of the site, as a file of its own (what file:// needs)
     for page in glob.glob(os.path.join(ROOT, 'docs', '**', '*.md'), recursive=True):
         rel = os.path.relpath(page, os.path.join(ROOT, 'docs'))[:-3]
-        built = 'index.html' if rel == 'index' else os.path.join(rel, 'index.html')
-        assert (tmp_path / 'site' / built).is_file(), built
+        assert (out / (rel + '.html')).is_file(), rel + '.html'
+
+
+def test_site_reads_from_disk(site):
+    """Opened as files (file://), a link to a folder shows a directory listing and a script from the network may not
+    load: every navigation link names an .html file that exists, search's index is a script, and every script the
+    pages load is the site's own."""
+    r, out = site
+    assert r.returncode == 0, r.stderr[-3000:]
+    pages = sorted(p for p in out.rglob('*.html') if p.name != '404.html')  # a server's page, with absolute links
+    assert len(pages) > 10
+    for page in pages:
+        html = page.read_text()
+        nav = re.search(r'<nav class="md-nav md-nav--primary".*?</nav>', html, re.S)
+        assert nav, f'{page.name}: no navigation'
+        hrefs = re.findall(r'<a href="([^"]*)" class="md-nav__link', nav.group(0))
+        assert hrefs, f'{page.name}: no navigation links'
+        for href in hrefs:
+            target = href.split('#', 1)[0]
+            if not target:  # a link into the page itself
+                continue
+            assert target.endswith('.html'), f'{page.relative_to(out)}: navigation link {href!r} is not a file'
+            assert (page.parent / target).resolve().is_file(), f'{page.relative_to(out)}: {href!r} does not exist'
+        for src in re.findall(r'<script src="([^"]+)"', html):
+            assert '://' not in src and not src.startswith('//'), f'{page.relative_to(out)} loads {src}'
+            assert (page.parent / src.split('?')[0]).resolve().is_file(), f'{page.relative_to(out)}: {src} missing'
+    assert (out / 'search' / 'search_index.js').read_text().startswith('var __index = ')
