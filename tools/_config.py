@@ -10,7 +10,7 @@ from typing import Iterable, List, Optional
 from mmengine.config import Config
 
 from _cli import UserError, prechecked
-from mmdavit.data_check import DataCheckError, check_coco_classes
+from mmdavit.data_check import DataCheckError, check_coco_file, check_num_classes, check_seg_maps
 from mmdavit.hooks import use_atomic_checkpoints
 from mmdavit.loading import CheckpointError, check_pretrained as _check_pretrained, map_pretrained
 from mmdavit.resume import ResumeError, check_resumable, find_resume_checkpoint
@@ -140,9 +140,11 @@ def _dataset_cfgs(cfg: Config, phases: Iterable[str]) -> List[dict]:
     return out
 
 
-def check_datasets(cfg: Config, phases: Iterable[str]) -> None:
-    """Fails before the Runner makes its work dir when a dataset folder or annotation file is missing, or when a
-    detection config names a class its annotation file does not have."""
+def check_datasets(cfg: Config, phases: Iterable[str], launcher: str = 'none') -> None:
+    """Fails before the Runner makes its work dir when a dataset folder or annotation file is missing, or when the
+    data does not fit the config (mmdavit.data_check: class names, listed images, label values, num_classes,
+    reduce_zero_label); what mmdet or mmseg drop or change on their own is printed as ``note:`` lines. A worker
+    started by the launchers skips the reading of the annotations: the launcher's --validate-only did it once."""
     scope = cfg.get('default_scope')
     checked = set()
     for ds in _dataset_cfgs(cfg, phases):
@@ -163,28 +165,107 @@ def check_datasets(cfg: Config, phases: Iterable[str]) -> None:
                     f'dataset path not found: {p!r} (data_root={root!r}). Put the dataset there (see the README\'s '
                     f'data layout), point data_root elsewhere with --cfg-options, or make the small toy set: '
                     f'{TOY_HINTS.get(scope, "")}')
-        if scope == 'mmdet' and ds.get('ann_file'):
-            _check_coco_classes(ds, osp.join(root, ds['ann_file']), checked)
+        if prechecked(launcher) or '://' in root:
+            continue
+        try:
+            if scope == 'mmdet':
+                _check_coco(cfg, ds, checked)
+            elif scope == 'mmseg':
+                _check_seg(cfg, ds, checked)
+        except DataCheckError as e:
+            raise UserError(str(e)) from None
 
 
-def _check_coco_classes(ds: dict, ann_file: str, checked: set) -> None:
-    """A COCO-style dataset's class names against its annotation file's categories (mmdavit.data_check), once per
-    file and names."""
+def _dataset_class(ds: dict, registry):
+    kind = ds.get('type')
+    if isinstance(kind, type):
+        return kind
+    return registry.get(str(kind).split('.')[-1]) if kind else None
+
+
+def _init_default(cls, name: str, fallback=None):
+    """A dataset class's default for one of its constructor's arguments (mmseg's ADE20KDataset sets
+    reduce_zero_label=True, its BaseSegDataset False)."""
+    import inspect
+    for klass in cls.__mro__:
+        param = inspect.signature(klass.__init__).parameters.get(name) if '__init__' in vars(klass) else None
+        if param is not None and param.default is not inspect.Parameter.empty:
+            return param.default
+    return fallback
+
+
+def _heads(model: dict, names: Iterable[str]) -> dict:
+    """``num_classes`` of the model's classifying heads, by config key (a list of heads: cascade stages, mmseg's
+    auxiliary heads)."""
+    out = {}
+    for name in names:
+        node = model
+        for part in name.split('.'):
+            node = node.get(part) if isinstance(node, dict) else None
+        for i, head in enumerate(node if isinstance(node, list) else [node]):
+            if isinstance(head, dict) and 'num_classes' in head:
+                out[f'model.{name}{f"[{i}]" if isinstance(node, list) else ""}.num_classes'] = head['num_classes']
+    return out
+
+
+def _check_coco(cfg: Config, ds: dict, checked: set) -> None:
+    """A COCO-style dataset against its annotation file (mmdavit.data_check.check_coco_file), once per file and
+    names; the heads' num_classes against its class names."""
     import mmdet.datasets  # noqa: F401  fills the registry
     from mmdet.datasets import CocoDataset
     from mmdet.registry import DATASETS
-    kind = ds.get('type')
-    cls = kind if isinstance(kind, type) else DATASETS.get(str(kind).split('.')[-1]) if kind else None
-    if cls is None or not issubclass(cls, CocoDataset) or '://' in ann_file or not ann_file.endswith('.json'):
+    cls = _dataset_class(ds, DATASETS)
+    ann_file = osp.join(ds.get('data_root') or '', ds.get('ann_file') or '')
+    if cls is None or not issubclass(cls, CocoDataset) or not ann_file.endswith('.json'):
         return
     classes = tuple((ds.get('metainfo') or {}).get('classes') or cls.METAINFO['classes'])
     if (ann_file, classes) in checked:
         return
     checked.add((ann_file, classes))
-    try:
-        left_out = check_coco_classes(ann_file, classes)
-    except DataCheckError as e:
-        raise UserError(str(e)) from None
-    if left_out:
-        print(f'note: {len(left_out)} categor{"y" if len(left_out) == 1 else "ies"} of {ann_file} not in '
-              f'metainfo.classes, whose annotations are not trained on or evaluated: {left_out[:8]}', file=sys.stderr)
+    check_num_classes(classes, _heads(cfg.model, ['roi_head.bbox_head', 'roi_head.mask_head', 'bbox_head']),
+                      f'the dataset of {ann_file}')
+    prefix = ds.get('data_prefix') or {}
+    img_dir = prefix.get('img') if isinstance(prefix, dict) else None
+    report = check_coco_file(ann_file, osp.join(ds.get('data_root') or '', img_dir) if img_dir else None, classes)
+    for line in report.notes():
+        print(f'note: {line}', file=sys.stderr)
+
+
+def _check_seg(cfg: Config, ds: dict, checked: set) -> None:
+    """A folder-paired segmentation dataset (mmseg's BaseSegDataset without a split file): maps for every image,
+    label values for the head's num_classes, and reduce_zero_label alike in the dataset and its LoadAnnotations."""
+    import mmseg.datasets  # noqa: F401  fills the registry
+    from mmseg.datasets import BaseSegDataset
+    from mmseg.registry import DATASETS
+    cls = _dataset_class(ds, DATASETS)
+    if cls is None or not issubclass(cls, BaseSegDataset) or ds.get('ann_file'):
+        return
+    reduce = bool(ds.get('reduce_zero_label', _init_default(cls, 'reduce_zero_label', False)))
+    for t in ds.get('pipeline') or []:
+        value = t.get('reduce_zero_label') if isinstance(t, dict) and t.get('type') == 'LoadAnnotations' else None
+        if value is not None and bool(value) != reduce:
+            raise UserError(
+                f'the dataset of {ds.get("data_root")!r} has reduce_zero_label={reduce} but its pipeline\'s '
+                f'LoadAnnotations has reduce_zero_label={value}: set both to True if 0 means "no label" in your '
+                'label maps (value k + 1 is classes[k]), to False if 0 is your first class (mmseg refuses the two '
+                'differing when it loads the first map)')
+    prefix = ds.get('data_prefix') or {}
+    root = ds.get('data_root') or ''
+    img, seg = (osp.join(root, prefix.get(k) or '') for k in ('img_path', 'seg_map_path'))
+    decode = cfg.model.get('decode_head') or {}
+    heads = _heads(cfg.model, ['decode_head', 'auxiliary_head'])
+    num_classes = decode.get('num_classes') if isinstance(decode, dict) else None
+    classes = (ds.get('metainfo') or {}).get('classes') or cls.METAINFO.get('classes')
+    key = (img, seg, reduce, num_classes)
+    if key in checked or not isinstance(num_classes, int) or not prefix.get('seg_map_path'):
+        return
+    checked.add(key)
+    if classes:
+        check_num_classes(tuple(classes), heads, f'the dataset of {root!r}')
+    report = check_seg_maps(
+        img, seg, ds.get('img_suffix', _init_default(cls, 'img_suffix', '.jpg')),
+        ds.get('seg_map_suffix', _init_default(cls, 'seg_map_suffix', '.png')), num_classes, reduce,
+        decode.get('ignore_index', 255))
+    if report.read < report.maps:
+        print(f'note: label values checked in {report.read} of the {report.maps} maps of {seg}, spread over the set',
+              file=sys.stderr)

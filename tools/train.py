@@ -36,7 +36,7 @@ def parse_args(argv=None):
 def main():
     args = parse_args()
     cfg = _config.load_config(args.config, args.cfg_options, args.work_dir)
-    _config.check_datasets(cfg, ['train', 'val'])
+    _config.check_datasets(cfg, ['train', 'val'], args.launcher)
     _config.check_pretrained(cfg, args.launcher)
     if args.amp:
         _config.check_amp()
