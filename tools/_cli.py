@@ -23,6 +23,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 from mmdavit.loading import CheckpointError, short_cause  # noqa: E402,F401  short_cause: for the tools' messages
 from mmdavit.resume import ResumeError  # noqa: E402
+from mmdavit.unreadable_images import UnreadableImagesError  # noqa: E402
 
 # what `train.py --validate-only` prints on stdout for the launchers: the checkpoint every rank resumes from
 RESUME_LINE = 'resume-from: '
@@ -39,8 +40,9 @@ class LostPeerError(Exception):
     the same command, with --resume, is what to run again)."""
 
 
-# what a tool reports as bad input (one line, exit 2): its own checks, and the library's refusals of a checkpoint
-INPUT_ERRORS = (UserError, ResumeError, CheckpointError)
+# what a tool reports as bad input (one line, exit 2): its own checks, the library's refusals of a checkpoint, and
+# a run that met more unreadable images than it may skip
+INPUT_ERRORS = (UserError, ResumeError, CheckpointError, UnreadableImagesError)
 
 
 def prechecked(launcher: str) -> bool:

@@ -111,9 +111,12 @@ def last_checkpoint_hint(work_dir: str) -> str:
 
 def build_runner(cfg: Config, model=None):
     """The config's Runner (``runner_type`` or mmengine's). ``model``: a task model already built and loaded (one
-    build and one checkpoint read, where a tool has done both to check the input first)."""
+    build and one checkpoint read, where a tool has done both to check the input first). An image that cannot be decoded
+    costs a sample, not the run (mmdavit.unreadable_images)."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+    from mmdavit.unreadable_images import skip_unreadable_images
+    skip_unreadable_images(cfg)
     runner_cls = RUNNERS.get(cfg.runner_type) if 'runner_type' in cfg else Runner
     if model is not None:
         built = model
