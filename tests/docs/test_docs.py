@@ -225,3 +225,21 @@ def test_site_reads_from_disk(site):
             assert '://' not in src and not src.startswith('//'), f'{page.relative_to(out)} loads {src}'
             assert (page.parent / src.split('?')[0]).resolve().is_file(), f'{page.relative_to(out)}: {src} missing'
     assert (out / 'search' / 'search_index.js').read_text().startswith('var __index = ')
+
+
+def test_the_quick_demos_figures_agree_across_pages():
+    """get_started.md states the spread of the quick demo's mAPs over the recorded runs; a single run quoted on
+    another page must lie inside it (deployment.md once quoted 0.866 beside a promised 0.871-0.903)."""
+    with open(os.path.join(ROOT, 'docs', 'get_started.md')) as f:
+        spread = re.search(r'bbox mAP\s+(\d\.\d+)-(\d\.\d+) and segm mAP\s+(\d\.\d+)-(\d\.\d+)', f.read())
+    assert spread, 'get_started.md no longer states the spread of the demo mAPs'
+    lo_b, hi_b, lo_s, hi_s = map(float, spread.groups())
+    quoted = 0
+    for page in PAGES:
+        with open(page) as f:
+            text = f.read()
+        for b, s in re.findall(r'`make demo`[^|\n]*?bbox mAP (\d\.\d+), segm mAP (\d\.\d+)', text):
+            quoted += 1
+            assert lo_b <= float(b) <= hi_b and lo_s <= float(s) <= hi_s, \
+                f'{os.path.relpath(page, ROOT)}: demo mAPs {b} / {s} outside get_started.md\'s {spread.group(0)}'
+    assert quoted, 'no page quotes a demo run any more: drop this test or the spread'
