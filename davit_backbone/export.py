@@ -74,10 +74,15 @@ def export_onnx(model: nn.Module, path: str, example: Optional[torch.Tensor] = N
 
 
 def onnx_session(path: str, threads: Optional[int] = None):
-    """An onnxruntime CPU session for ``path``, set up as the deployed models' runtime sets it up (onnxruntime is
-    needed only here)."""
-    from davit_deploy.model import onnx_session as session
-    return session(path, threads or 0)
+    """An onnxruntime CPU session for ``path``, to check an export against the model (onnxruntime is needed only
+    here). Opened with onnxruntime itself: this package does not import the deployed runtime (``davit_deploy``),
+    whose own sessions are what ``tools/deploy.py`` verifies a deployed folder in."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # its per-node warnings say nothing a user can act on
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
 def run_onnx(session, images) -> list:
