@@ -6,6 +6,8 @@ ImageNet pipelines do).
 >>> model = DeployedModel('deployed/upernet')
 >>> pred = model.predict('demo.jpg')        # dict: the task's predictions at the image's own size
 """
-from .model import DeployedModel, DeployedModelError
+from .errors import DeployedModelError, DeployFolderError, DeviceError, ImageError, InputSizeError
+from .model import DeployedModel
 
-__all__ = ['DeployedModel', 'DeployedModelError']
+__all__ = ['DeployedModel', 'DeployedModelError', 'DeployFolderError', 'DeviceError', 'ImageError',
+           'InputSizeError']

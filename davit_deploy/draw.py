@@ -77,3 +77,12 @@ def detection(img_bgr, pred, classes, palette, score_thr=0.3, alpha=0.8):
         cv2.rectangle(out, (x0, y0), (x1, y1), _color(palette, label), 2)
         _text(out, f'{_name(classes, label)}: {pred["scores"][i]:.2f}', (x0, y0 - 4), scale=0.6)
     return out
+
+
+def picture(task, img_bgr, pred, classes, palette, score_thr=0.3):
+    """A deployed model's prediction (``DeployedModel.predict``) drawn as its task's PyTorch visualizer draws it."""
+    if task == 'mmpretrain':
+        return classification(img_bgr, pred['top'], classes)
+    if task == 'mmdet':
+        return detection(img_bgr, pred, classes, palette, score_thr)
+    return segmentation(img_bgr, pred['seg_map'], classes, palette)

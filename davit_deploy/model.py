@@ -1,29 +1,17 @@
-"""A deployed folder as one object: read ``deploy.json``, open ``model.onnx``, predict an image at its own size."""
-import json
+"""A deployed folder as one object: read ``deploy.json`` (``folder``), open ``model.onnx``, predict an image at its
+own size."""
 import os.path as osp
 
 import cv2
 import numpy as np
 
+from . import folder as deploy_folder
 from .detection import postprocess as detections
-from .preprocess import preprocess
+from .errors import DeviceError
+from .images import read_image
+from .preprocess import check_size, preprocess
 
-FORMAT = 'mmdavit-deploy/1'  # what mmdavit.deploy writes
-TASKS = ('mmpretrain', 'mmseg', 'mmdet')
 TOPK = 5
-
-
-class DeployedModelError(ValueError):
-    """A folder, image or size the deployed model cannot take; the message says what to do."""
-
-
-def read_image(path: str) -> np.ndarray:
-    """BGR uint8, as mmcv's LoadImageFromFile (cv2 backend) decodes."""
-    data = np.fromfile(path, dtype=np.uint8) if osp.isfile(path) else None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
-    if img is None:
-        raise DeployedModelError(f'cannot decode image {path!r}: not an image, or a damaged file')
-    return img
 
 
 def onnx_session(path: str, threads: int = 0, device: str = 'cpu'):
@@ -37,28 +25,17 @@ def onnx_session(path: str, threads: int = 0, device: str = 'cpu'):
     providers = ['CPUExecutionProvider']
     if device.startswith('cuda'):
         if 'CUDAExecutionProvider' not in ort.get_available_providers():
-            raise DeployedModelError('--device cuda: this onnxruntime has no CUDA provider; install '
-                                     'onnxruntime-gpu or use --device cpu')
+            raise DeviceError(device, ort.get_available_providers())
         providers.insert(0, 'CUDAExecutionProvider')
     return ort.InferenceSession(path, options, providers=providers)
 
 
 class DeployedModel:
     def __init__(self, folder: str, threads: int = 0, device: str = 'cpu'):
-        meta_path = osp.join(folder, 'deploy.json')
-        if not osp.isfile(meta_path):
-            raise DeployedModelError(f'{folder!r} is no deployed model (no deploy.json): make one with '
-                                     'tools/deploy.py CONFIG CKPT --out DIR')
-        try:
-            with open(meta_path) as f:
-                self.meta = json.load(f)
-        except (OSError, ValueError) as e:
-            raise DeployedModelError(f'{meta_path} is unreadable ({e}): export the model again') from None
-        if self.meta.get('format') != FORMAT or self.meta.get('task') not in TASKS:
-            raise DeployedModelError(f'{meta_path} is not a {FORMAT} file for {"/".join(TASKS)}: export the model '
-                                     'again with this version of tools/deploy.py')
+        self.meta = deploy_folder.read(folder)
         self.folder, self.task = folder, self.meta['task']
         self.classes = list(self.meta.get('classes') or [])
+        self.palette = deploy_folder.palette_for(self.classes, self.meta.get('palette'))
         self.session = onnx_session(osp.join(folder, self.meta['model']), threads, device)
         self.input_name = self.session.get_inputs()[0].name
         # detectors take each image's size before padding too (mmdet clips boxes to it)
@@ -70,11 +47,7 @@ class DeployedModel:
 
     def preprocess(self, img: np.ndarray, name: str = 'the image'):
         x, (h, w) = preprocess(img, self.meta['preprocess'])
-        lo, hi = self.meta['input']['min_size'], self.meta['input']['max_size']
-        if not (lo <= x.shape[2] <= hi and lo <= x.shape[3] <= hi):
-            raise DeployedModelError(f'{name} is {x.shape[2]} x {x.shape[3]} after preprocessing; this model takes '
-                                     f'{lo} to {hi} pixels a side: export it again with a wider range '
-                                     '(tools/deploy.py --min-size/--max-size)')
+        check_size(x, self.meta['input']['min_size'], self.meta['input']['max_size'], name)
         return x, (h, w)
 
     def run(self, x: np.ndarray, size=None) -> dict:

@@ -3,6 +3,8 @@
 import cv2
 import numpy as np
 
+from .errors import InputSizeError
+
 _CV2 = {'nearest': cv2.INTER_NEAREST, 'bilinear': cv2.INTER_LINEAR, 'bicubic': cv2.INTER_CUBIC,
         'area': cv2.INTER_AREA, 'lanczos': cv2.INTER_LANCZOS4}
 
@@ -63,3 +65,10 @@ def preprocess(img_bgr: np.ndarray, recipe: dict):
             th, tw = -(-th // d) * d, -(-tw // d) * d
         x = np.pad(x, ((0, 0), (0, 0), (0, max(0, th - h)), (0, max(0, tw - w))), constant_values=pad['value'])
     return x, (h, w)
+
+
+def check_size(x: np.ndarray, lo: int, hi: int, name: str = 'the image') -> None:
+    """Refuses a preprocessed batch with a side outside the graph's ``lo``..``hi``: the exported graph was checked
+    within that range only."""
+    if not (lo <= x.shape[2] <= hi and lo <= x.shape[3] <= hi):
+        raise InputSizeError(name, x.shape[2:], lo, hi)

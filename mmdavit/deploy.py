@@ -1,5 +1,6 @@
 """What a deployed model is made of, on the OpenMMLab side: the task model as one graph from a preprocessed image
-batch to its predictions, and the preprocessing and class names it needs, as data (``deploy.json``).
+batch to its predictions, and the preprocessing it needs, as data (written to ``deploy.json`` by
+``davit_deploy.folder``).
 
 The graphs (``tools/deploy.py`` exports them with ``davit_backbone.export.export_onnx``; ``davit_deploy`` runs them
 with onnxruntime, no torch, no OpenMMLab):
@@ -25,13 +26,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from davit_deploy.folder import TASKS
+
 from .detector_graph import DetectorGraph, UnsupportedDetector
 
-__all__ = ['DeployError', 'DEPLOY_FORMAT', 'IntegralAdaptiveAvgPool2d', 'ClassifierGraph', 'SegmentorGraph',
-           'check_scope', 'graph_for', 'preprocess_recipe', 'postprocess_recipe']
-
-DEPLOY_FORMAT = 'mmdavit-deploy/1'
-SUPPORTED_SCOPES = ('mmpretrain', 'mmseg', 'mmdet')
+__all__ = ['DeployError', 'IntegralAdaptiveAvgPool2d', 'ClassifierGraph', 'SegmentorGraph', 'check_scope',
+           'graph_for', 'preprocess_recipe', 'postprocess_recipe']
 
 
 class DeployError(ValueError):
@@ -159,7 +159,7 @@ def graph_for(scope: str, model: nn.Module, exportable: bool = True) -> nn.Modul
 
 def check_scope(scope: str) -> None:
     """Refuses, before any work, a task whose models do not deploy whole."""
-    if scope in SUPPORTED_SCOPES:
+    if scope in TASKS:
         return
     raise DeployError(f'default_scope {scope!r}: tools/deploy.py exports mmpretrain, mmseg and mmdet configs')
 

@@ -16,7 +16,6 @@ Everything is written under a temporary name and renamed into place last: a fail
 """
 import argparse
 import datetime
-import json
 import os
 import os.path as osp
 import shutil
@@ -54,24 +53,16 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def class_meta(cfg, ckpt):
-    import infer
-    saved = ckpt.dataset_meta
-    config = infer._dataset_meta_from_config(cfg)
-    classes = list(saved.get('classes') or config.get('classes') or [])
-    palette = saved.get('palette') or config.get('palette')
-    if classes and (not isinstance(palette, (list, tuple)) or len(palette) != len(classes)):
-        palette = np.random.RandomState(0).randint(0, 256, (len(classes), 3)).tolist()
-    return classes, [list(map(int, c)) for c in palette] if palette else None
-
-
 def verification_images(path, shape):
     """The user's images (BGR), else three generated ones: smooth random colour fields (noise alone would give a
     classifier and a segmenter nothing to agree on but ties), none of them at the export's size."""
     if path:
-        from davit_deploy.infer import list_images
-        from davit_deploy.model import read_image
-        return [(p, read_image(p)) for p in list_images(path)]
+        from davit_deploy.errors import ImageError
+        from davit_deploy.images import list_images, read_image
+        try:
+            return [(p, read_image(p)) for p in list_images(path)]
+        except ImageError as e:
+            raise ru.UserError(f'--verify: {e}') from None
     import cv2
     rng = np.random.RandomState(0)
     sizes = [(shape[0] + 37, shape[1] - 53), (97, 61), (shape[0] // 2 + 1, shape[1] + 29)]
@@ -84,11 +75,14 @@ def verification_images(path, shape):
 
 def preprocessed(name, img, recipe, lo, hi):
     """A --verify image as the deployed runtime feeds it (batch, size before padding), refused outside lo..hi."""
-    from davit_deploy.preprocess import preprocess
+    from davit_deploy.errors import InputSizeError
+    from davit_deploy.preprocess import check_size, preprocess
     x, size = preprocess(img, recipe)
-    if not (lo <= x.shape[2] <= hi and lo <= x.shape[3] <= hi):
-        raise ru.UserError(f'--verify image {name} is {x.shape[2]} x {x.shape[3]} after preprocessing, outside '
-                           f'the graph\'s {lo}..{hi}: pass --min-size/--max-size to cover it')
+    try:
+        check_size(x, lo, hi, name)
+    except InputSizeError as e:
+        raise ru.UserError(f'--verify image {name} is {e.size[0]} x {e.size[1]} after preprocessing, outside '
+                           f'the graph\'s {lo}..{hi}: pass --min-size/--max-size to cover it') from None
     return x, size
 
 
@@ -170,10 +164,12 @@ def main(argv=None):
         raise ru.UserError(f'--out {args.out!r}: {parent!r} is a file, not a folder')
     cfg = _config.load_config(args.config, args.cfg_options, None)
     scope = cfg.default_scope
-    from davit_backbone.export import DEFAULT_OPSET, DYNAMO_MIN_SIZE, export_onnx, onnx_session
+    from davit_backbone.export import DEFAULT_OPSET, DYNAMO_MIN_SIZE, export_onnx
+    from davit_deploy import folder
+    from davit_deploy.model import onnx_session  # verified in the runtime's own session
+    from mmdavit.dataset_meta import class_names, config_dataset_meta
     from mmdavit.detector_graph import UnsupportedDetector, check_opset, export_detector
-    from mmdavit.deploy import (DEPLOY_FORMAT, DeployError, check_scope, graph_for, postprocess_recipe,
-                                preprocess_recipe)
+    from mmdavit.deploy import DeployError, check_scope, graph_for, postprocess_recipe, preprocess_recipe
     try:
         check_scope(scope)
     except DeployError as e:
@@ -209,7 +205,7 @@ def main(argv=None):
         recipe = preprocess_recipe(cfg, model)
     except DeployError as e:
         raise ru.UserError(str(e)) from None
-    classes, palette = class_meta(cfg, ckpt)
+    classes, palette = class_names(ckpt.dataset_meta, config_dataset_meta(cfg))
     del ckpt
 
     tmp = f'{out}.tmp-{os.getpid()}'
@@ -220,9 +216,9 @@ def main(argv=None):
         example = torch.randn(2, 3, *args.shape)
         try:
             if scope == 'mmdet':
-                export_detector(graph, osp.join(tmp, 'model.onnx'), args.shape, args.opset or DEFAULT_OPSET)
+                export_detector(graph, osp.join(tmp, folder.MODEL_FILE), args.shape, args.opset or DEFAULT_OPSET)
             else:
-                export_onnx(graph, osp.join(tmp, 'model.onnx'), example, dynamo=args.exporter == 'dynamo',
+                export_onnx(graph, osp.join(tmp, folder.MODEL_FILE), example, dynamo=args.exporter == 'dynamo',
                             opset=args.opset, output_names=graph.output_names, min_size=lo, max_size=hi)
         except Exception as e:  # noqa: BLE001  an op or size rule the exporter refuses: one line, not its traceback
             lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
@@ -231,34 +227,26 @@ def main(argv=None):
                                '--exporter or another --opset') from None
         export_s = time.time() - t0
         print(f'exported {scope} model with the {args.exporter} exporter in {export_s:.1f} s')
-        session = onnx_session(osp.join(tmp, 'model.onnx'))
+        session = onnx_session(osp.join(tmp, folder.MODEL_FILE))
         post = postprocess_recipe(cfg)
         if scope == 'mmdet':
             rows = verify_detector(model, session, recipe, images, lo, hi, post['mask_thr_binary'])
         else:
             rows = verify(scope, reference, session, recipe, images, lo, hi)
-        inputs = dict(name='input', layout='NCHW float32, preprocessed (see preprocess)', min_size=lo,
-                      max_size=hi, dynamic=['batch', 'height', 'width'])
-        if scope == 'mmdet':
-            inputs['size_input'] = 'image_size'  # (B, 2) int64: each image's (h, w) before padding
-        meta = dict(
-            format=DEPLOY_FORMAT, task=scope, model='model.onnx', input=inputs,
-            outputs=list(graph.output_names), preprocess=recipe, classes=classes, palette=palette,
-            source=dict(config=args.config, checkpoint=args.checkpoint, exporter=args.exporter,
-                        opset=args.opset or DEFAULT_OPSET, torch=torch.__version__, export_shape=list(args.shape),
-                        date=datetime.date.today().isoformat()),
-            verification=rows)
-        if scope == 'mmdet':
-            meta['postprocess'] = post
-        with open(osp.join(tmp, 'deploy.json'), 'w') as f:
-            json.dump(meta, f, indent=1)
+        source = dict(config=args.config, checkpoint=args.checkpoint, exporter=args.exporter,
+                      opset=args.opset or DEFAULT_OPSET, torch=torch.__version__, export_shape=list(args.shape),
+                      date=datetime.date.today().isoformat())
+        folder.write(tmp, folder.new_meta(
+            scope, outputs=graph.output_names, preprocess=recipe, classes=classes, palette=palette, min_size=lo,
+            max_size=hi, source=source, verification=rows, size_input='image_size' if scope == 'mmdet' else None,
+            postprocess=post if scope == 'mmdet' else None))
         os.rename(tmp, out)
     finally:
         if osp.exists(tmp):
             shutil.rmtree(tmp)
             if made_parent and not os.listdir(parent):
                 os.rmdir(parent)
-    size = osp.getsize(osp.join(out, 'model.onnx')) / 2 ** 20
+    size = osp.getsize(osp.join(out, folder.MODEL_FILE)) / 2 ** 20
     print(f'deployed to {args.out}: model.onnx ({size:.1f} MiB), deploy.json; run it with '
           f'python tools/infer.py {args.out} IMAGE_OR_DIR --out OUT')
     return 0

@@ -3,7 +3,7 @@
 
     python tools/infer.py CONFIG CKPT IMAGE_OR_DIR --out DIR [--score-thr 0.3] [--device cpu]
     python tools/infer.py DEPLOYED_DIR IMAGE_OR_DIR --out DIR [--device cpu|cuda] [--threads N] [--score-thr 0.3]
-                                      # a tools/deploy.py folder: onnxruntime only (davit_deploy/infer.py)
+                                      # a tools/deploy.py folder: onnxruntime only (davit_deploy)
 
 Writes, for every image (a file, or the images directly inside a folder):
   DIR/vis/<image name without extension>.png   detection: boxes + masks with class and score; segmentation: the
@@ -25,12 +25,129 @@ import warnings
 
 import _env  # tools/ is on sys.path as the script's folder
 
-if __name__ == '__main__' and len(sys.argv) > 1 and osp.isfile(osp.join(sys.argv[1], 'deploy.json')):
-    # a deployed folder: onnxruntime, numpy and OpenCV alone (davit_deploy), before torch or OpenMMLab is imported
+
+# ------------------------------------------------------------------------------------------------ both paths
+# Both paths write the same files the same way. The imports are inside the functions: the deployed path must
+# run before torch or OpenMMLab is imported, and say in one line (_env) that numpy, OpenCV or onnxruntime is missing.
+
+def infer_images(images, out, predict, task):
+    """``predict(path)`` -> (picture, BGR; the image's entry fields); each picture goes to OUT/vis/, one line per
+    image is printed. Returns the entries of predictions.json's ``images``."""
+    import cv2
+
+    from davit_deploy import predictions
+    vis_dir = osp.join(out, 'vis')
+    os.makedirs(vis_dir, exist_ok=True)
+    entries = []
+    for n, (path, name) in enumerate(zip(images, predictions.vis_names(images)), 1):
+        picture, fields = predict(path)
+        cv2.imwrite(osp.join(vis_dir, name), picture)
+        entries.append(dict(image=path, vis=osp.join('vis', name), **fields))
+        print(f'[{n}/{len(images)}] {path}: {predictions.summary(task, entries[-1])}')
+    return entries
+
+
+def write_predictions(out, result):
+    from davit_deploy import predictions
+    path = predictions.write(out, result)
+    print(f'pictures: {osp.join(out, "vis")}/  predictions: {path}')
+
+
+# ---------------------------------------------------------------------------------------- the deployed folder
+
+class BadInput(Exception):
+    """The deployed path's own refusals (one line, exit 2): it runs without _cli, which imports torch."""
+
+
+def parse_deployed_args(argv=None):
+    p = argparse.ArgumentParser(prog='tools/infer.py', description='Run a deployed DaViT model (tools/deploy.py '
+                                'output) with onnxruntime on images')
+    p.add_argument('deployed', metavar='DIR', help='folder written by tools/deploy.py (model.onnx, deploy.json)')
+    p.add_argument('images', metavar='IMAGE_OR_DIR', help='an image, or a folder of images (not recursive)')
+    p.add_argument('--out', required=True, help='output folder (vis/ and predictions.json go there)')
+    p.add_argument('--device', default='cpu', help="onnxruntime's device: cpu (default) or cuda")
+    p.add_argument('--threads', type=int, default=0, help="onnxruntime's threads (default: its own choice)")
+    p.add_argument('--score-thr', type=float, default=0.3,
+                   help='detection: drop boxes scoring below this, in the picture and the JSON (default 0.3)')
+    return p.parse_args(argv)
+
+
+def deployed_error_line(e) -> str:
+    """The runtime's refusal in this tool's words: what to run or pass to get past it."""
+    from davit_deploy import DeployFolderError, DeviceError, InputSizeError
+    from davit_deploy.folder import FORMAT, TASKS
+    again = 'export the model again with this version of tools/deploy.py'
+    if isinstance(e, DeployFolderError):
+        if e.problem == e.MISSING:
+            return f'{e.folder!r} is no deployed model (no deploy.json): make one with tools/deploy.py CONFIG CKPT ' \
+                   '--out DIR'
+        if e.problem == e.UNREADABLE:
+            return f'{e.path} is unreadable ({e.detail}): export the model again'
+        if e.problem == e.NEWER:
+            return f'{e.path} is {e.detail}: run it with the version of this project that exported it, or {again}'
+        if e.problem == e.INCOMPLETE:
+            return f'{e.path} lacks {e.detail}: {again}'
+        return f'{e.path} is not a {FORMAT} file for {"/".join(TASKS)}: {again}'
+    if isinstance(e, InputSizeError):
+        return f'{e}: export it again with a wider range (tools/deploy.py --min-size/--max-size)'
+    if isinstance(e, DeviceError):
+        return '--device cuda: this onnxruntime has no CUDA provider; install onnxruntime-gpu or use --device cpu'
+    return str(e)
+
+
+def main_deployed(argv=None):
+    from davit_deploy import DeployedModel
+    from davit_deploy.draw import picture
+    from davit_deploy.images import list_images, read_image
+    from davit_deploy.predictions import to_json
+    args = parse_deployed_args(argv)
+    images = list_images(args.images)
+    if osp.exists(args.out) and not osp.isdir(args.out):
+        raise BadInput(f'--out {args.out!r} exists and is not a folder')
+    t0 = time.time()
+    model = DeployedModel(args.deployed, threads=args.threads, device=args.device)
+    for p in images:  # each image decoded and sized before anything is written (then dropped: folders are large)
+        model.preprocess(read_image(p), p)
+    source = model.meta.get('source', {})
+    print(f'{model.task} model deployed in {args.deployed} ({source.get("exporter", "?")} export of '
+          f'{source.get("config", "?")}; {time.time() - t0:.1f} s); {len(images)} image(s)')
+
+    def predict(path):
+        img = read_image(path)
+        pred = model.predict(img)
+        return (picture(model.task, img, pred, model.classes, model.palette, args.score_thr),
+                dict(height=pred['height'], width=pred['width'],
+                     **to_json(model.task, pred, model.class_name, args.score_thr)))
+
+    entries = infer_images(images, args.out, predict, model.task)
+    result = dict(task=model.task, config=source.get('config'), checkpoint=source.get('checkpoint'),
+                  deployed=args.deployed, classes=model.classes, images=entries)
+    if model.task == 'mmdet':
+        result['score_thr'] = args.score_thr
+    write_predictions(args.out, result)
+    return 0
+
+
+def run_deployed(argv=None) -> int:
+    from davit_deploy import DeployedModelError
+    try:
+        return main_deployed(argv)
+    except BadInput as e:
+        print(f'error: {e}', file=sys.stderr)
+    except DeployedModelError as e:
+        print(f'error: {deployed_error_line(e)}', file=sys.stderr)
+    return 2
+
+
+def is_deployed(path) -> bool:
+    """A folder where CONFIG stands is a tools/deploy.py folder: a config is a file."""
+    return osp.isdir(path)
+
+
+if __name__ == '__main__' and len(sys.argv) > 1 and is_deployed(sys.argv[1]):
     _env.require('numpy', 'cv2', 'onnxruntime')
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    from davit_deploy.infer import run
-    sys.exit(run(sys.argv[1:]))
+    sys.path.insert(0, _env.ROOT)
+    sys.exit(run_deployed(sys.argv[1:]))
 
 _env.require('torch', 'mmengine', 'mmdavit')
 
@@ -42,9 +159,10 @@ warnings.filterwarnings('ignore', message='Failed to add <class')
 
 import _cli as ru  # noqa: E402  tools/ is on sys.path as the script's folder
 import _config  # noqa: E402
-# the loop, the predictions.json entries and the per-image line both paths (this one and the deployed one) share
-from davit_deploy.infer import (IMAGE_EXTS, infer_images, instances_json, segments_json, summary,  # noqa: E402
-                                top5_json, write_predictions)
+from davit_deploy.errors import ImageError  # noqa: E402
+from davit_deploy.images import list_images as image_paths  # noqa: E402
+from davit_deploy.predictions import instances_json, segments_json, top5_json  # noqa: E402
+from mmdavit.dataset_meta import class_names, config_dataset_meta  # noqa: E402
 from mmdavit.loading import Checkpoint, build_model  # noqa: E402
 
 TOPK = 5
@@ -68,16 +186,10 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------------------------------------------- validation
 
 def list_images(path):
-    if osp.isdir(path):
-        names = sorted(n for n in os.listdir(path)
-                       if n.lower().endswith(IMAGE_EXTS) and osp.isfile(osp.join(path, n)))
-        if not names:
-            raise ru.UserError(f'no images ({", ".join(IMAGE_EXTS)}) directly inside the folder {path!r}')
-        images = [osp.join(path, n) for n in names]
-    elif osp.isfile(path):
-        images = [path]
-    else:
-        raise ru.UserError(f'image or folder not found: {path!r}')
+    try:
+        images = image_paths(path)
+    except ImageError as e:
+        raise ru.UserError(str(e)) from None
     import mmcv
     for p in images:
         try:  # the decoder the inferencers use, so that what passes here also loads there
@@ -94,20 +206,6 @@ def list_images(path):
 
 # ---------------------------------------------------------------------------------------------------- the tasks
 
-def _dataset_meta_from_config(cfg):
-    """Class names and palette of the config's test set, for checkpoints that do not carry them in their meta."""
-    import copy
-
-    from mmengine.registry import DATASETS, init_default_scope
-    init_default_scope(cfg.default_scope)
-    ds = copy.deepcopy(cfg.test_dataloader.dataset)
-    ds['lazy_init'] = True  # metainfo only: no annotation file is read
-    try:
-        return dict(DATASETS.build(ds).metainfo)
-    except Exception:  # noqa: BLE001  e.g. a dataset that scans its folder for class names, and no folder here
-        return {}
-
-
 class Task:
     """One task's inferencer behind two calls: predict an image (the inferencer's own __call__), draw it (the
     inferencer's own visualizer)."""
@@ -122,24 +220,12 @@ class Task:
         self.classes = self.fix_classes(ckpt)
 
     def fix_classes(self, ckpt):
-        """Class names: the checkpoint's dataset_meta (tools/train.py saves it), else the config's test set. Left
-        alone, the inferencers fall back to COCO / Cityscapes / ImageNet names, and mmpretrain's reads only its own
+        """Class names (``mmdavit.dataset_meta``) where the inferencers read them: mmpretrain's reads only its own
         private copy of the meta."""
         meta = dict(getattr(self.model, 'dataset_meta', None) or {})
-        config = _dataset_meta_from_config(self.cfg)
-        saved = ckpt.dataset_meta
-        if saved.get('classes'):
-            meta['classes'] = list(saved['classes'])
-            meta['palette'] = saved.get('palette') or meta.get('palette')
-        elif config.get('classes'):
-            meta.update(classes=list(config['classes']), palette=config.get('palette') or meta.get('palette'))
-        classes = list(meta.get('classes') or [])
-        palette = meta.get('palette')
-        if classes and (not isinstance(palette, (list, tuple)) or len(palette) != len(classes)):
-            palette = config.get('palette')  # e.g. the names came without colours: the config's, if they fit
-            if not isinstance(palette, (list, tuple)) or len(palette) != len(classes):
-                palette = np.random.RandomState(0).randint(0, 256, (len(classes), 3)).tolist()
-            meta['palette'] = [tuple(c) for c in palette]
+        classes, palette = class_names(ckpt.dataset_meta, config_dataset_meta(self.cfg), meta)
+        if classes:
+            meta.update(classes=classes, palette=palette)
         self.model.dataset_meta = meta
         return classes
 
@@ -267,6 +353,8 @@ TASKS = {'mmdet': DetTask, 'mmseg': SegTask, 'mmpretrain': ClsTask}
 
 
 def main(argv=None):
+    if argv and is_deployed(str(argv[0])):
+        return main_deployed(argv)
     args = parse_args(argv)
     cfg = _config.load_config(args.config, args.cfg_options, None)  # imports the config's custom_imports (DaViT)
     images = list_images(args.images)
@@ -292,7 +380,7 @@ def main(argv=None):
         return task.picture(img, pred, osp.basename(path))[..., ::-1], dict(height=int(h), width=int(w),
                                                                              **task.to_json(pred))
 
-    entries = infer_images(images, args.out, predict, lambda entry: summary(scope, entry))
+    entries = infer_images(images, args.out, predict, scope)
     result = dict(task=scope, config=args.config, checkpoint=args.checkpoint, classes=task.classes,
                   images=entries)
     if scope == 'mmdet':

@@ -237,3 +237,21 @@ def test_bad_input_exit_code_and_one_line(ckpts, tmp_path):
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith('error:')]
     assert len(errors) == 1 and 'cannot decode image' in errors[0] and str(tmp_path / 'x.jpg') in errors[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize('content,expected', [
+    (None, 'is no deployed model (no deploy.json): make one with tools/deploy.py'),
+    ('{"format": "mmdavit-deploy/2", "task": "mmseg"}', 'mmdavit-deploy/2; this runtime reads mmdavit-deploy/1'),
+    ('{"format": "something else"}', 'is not a mmdavit-deploy/1 file'),
+])
+def test_a_folder_the_runtime_cannot_run_one_line_exit_2(tmp_path, content, expected):
+    """A folder in CONFIG's place goes to the deployed path, which words the runtime's typed refusal with advice."""
+    deployed = tmp_path / 'deployed'
+    deployed.mkdir()
+    if content:
+        (deployed / 'deploy.json').write_text(content)
+    out = tmp_path / 'out'
+    r = python_tool('tools/infer.py', str(deployed), val_image('cls'), '--out', str(out))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
+    assert r.stderr.startswith('error: ') and expected in r.stderr
+    assert not out.exists()

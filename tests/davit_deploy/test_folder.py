@@ -1,0 +1,75 @@
+"""davit_deploy.folder, the deployed folder's one reader and writer: what it writes it reads back, and a folder it
+cannot run (no deploy.json, not JSON, another format, a newer version, keys missing) is refused with a typed error
+carrying the path and what is off."""
+import json
+
+import pytest
+
+from davit_deploy import DeployedModelError, DeployFolderError, folder
+
+
+def meta(**changes):
+    m = folder.new_meta('mmseg', outputs=('seg_logits', 'seg_map'), preprocess=dict(pipeline=[], to_rgb=True),
+                        classes=['sky', 'box'], palette=[(1, 2, 3), (4, 5, 6)], min_size=33, max_size=4096,
+                        source=dict(config='c.py'), verification=[])
+    m.update(changes)
+    return m
+
+
+def write_json(tmp_path, content):
+    (tmp_path / folder.META_FILE).write_text(json.dumps(content))
+
+
+def test_round_trip(tmp_path):
+    written = meta()
+    assert folder.write(str(tmp_path), written) == str(tmp_path / 'deploy.json')
+    read = folder.read(str(tmp_path))
+    assert read == json.loads(json.dumps(written))
+    assert read['format'] == folder.FORMAT == 'mmdavit-deploy/1' and read['model'] == folder.MODEL_FILE
+    assert read['palette'] == [[1, 2, 3], [4, 5, 6]] and 'size_input' not in read['input']
+
+
+def test_detector_meta_names_its_size_input_and_postprocess(tmp_path):
+    m = folder.new_meta('mmdet', outputs=['dets', 'labels'], preprocess={}, classes=[], palette=None, min_size=1,
+                        max_size=64, source={}, verification=[], size_input='image_size',
+                        postprocess=dict(mask_thr_binary=0.5))
+    folder.write(str(tmp_path), m)
+    read = folder.read(str(tmp_path))
+    assert read['input']['size_input'] == 'image_size' and read['postprocess'] == dict(mask_thr_binary=0.5)
+
+
+@pytest.mark.parametrize('content,problem,detail', [
+    (None, DeployFolderError.MISSING, ''),
+    ('{"format": ', DeployFolderError.UNREADABLE, 'Expecting value'),
+    ([1, 2], DeployFolderError.UNREADABLE, 'list'),
+    (dict(format='something else'), DeployFolderError.FOREIGN, "'something else'"),
+    (meta(task='mmocr'), DeployFolderError.FOREIGN, "'mmocr'"),
+    (meta(format='mmdavit-deploy/2'), DeployFolderError.NEWER, 'mmdavit-deploy/2'),
+    ({k: v for k, v in meta().items() if k != 'preprocess'}, DeployFolderError.INCOMPLETE, 'preprocess'),
+    (meta(input=dict(max_size=64)), DeployFolderError.INCOMPLETE, 'input.min_size'),
+])
+def test_a_folder_it_cannot_run_is_refused_with_what_is_off(tmp_path, content, problem, detail):
+    if isinstance(content, str):
+        (tmp_path / folder.META_FILE).write_text(content)
+    elif content is not None:
+        write_json(tmp_path, content)
+    with pytest.raises(DeployFolderError) as e:
+        folder.read(str(tmp_path))
+    assert isinstance(e.value, DeployedModelError)
+    assert e.value.problem == problem and detail in e.value.detail
+    assert e.value.folder == str(tmp_path) and e.value.path == str(tmp_path / 'deploy.json')
+    assert '\n' not in str(e.value)
+
+
+def test_the_writer_refuses_what_the_reader_would(tmp_path):
+    with pytest.raises(DeployFolderError, match='newer'):
+        folder.write(str(tmp_path), meta(format='mmdavit-deploy/9'))
+    assert not (tmp_path / folder.META_FILE).exists()
+
+
+def test_palette_for():
+    assert folder.palette_for(['a', 'b'], None, [[9, 9, 9]], [[1, 2, 3], [4, 5, 6]]) == [(1, 2, 3), (4, 5, 6)]
+    drawn = folder.palette_for(['a', 'b', 'c'], [[1, 2, 3]])
+    assert drawn == folder.palette_for(['a', 'b', 'c']) and len(drawn) == 3  # the same colours every run
+    assert all(len(c) == 3 and all(0 <= v < 256 for v in c) for c in drawn)
+    assert folder.palette_for([], [[1, 2, 3]]) == [(1, 2, 3)] and folder.palette_for([]) is None
