@@ -35,7 +35,13 @@ __all__ = ['DeployError', 'IntegralAdaptiveAvgPool2d', 'ClassifierGraph', 'Segme
 
 
 class DeployError(ValueError):
-    """A model or config this module cannot turn into a deployable graph; the message says what to do."""
+    """A model or config this module cannot turn into a deployable graph. ``runs_in_pytorch``: nothing in the config
+    makes it exportable, the model itself still runs (a tool points to its PyTorch path); ``cfg_option``: the config
+    override (``key=value``) that makes it exportable; neither: the message names what to change."""
+
+    def __init__(self, message: str, runs_in_pytorch: bool = False, cfg_option: Optional[str] = None):
+        super().__init__(message)
+        self.runs_in_pytorch, self.cfg_option = runs_in_pytorch, cfg_option
 
 
 class IntegralAdaptiveAvgPool2d(nn.Module):
@@ -122,20 +128,19 @@ class SegmentorGraph(nn.Module):
         super().__init__()
         mode = (segmentor.test_cfg or {}).get('mode', 'whole')
         if mode != 'whole':
-            raise DeployError(f"the config's model.test_cfg.mode is {mode!r}; the graph runs whole-image inference: "
-                              "pass --cfg-options model.test_cfg.mode=whole")
+            raise DeployError(f"the config's model.test_cfg.mode is {mode!r}; the graph runs whole-image inference",
+                              cfg_option='model.test_cfg.mode=whole')
         head = segmentor.decode_head
         if 'batch_data_samples' in inspect.signature(head.forward).parameters:
             # query-based heads read each image's shapes in forward and predict masks per query, not logits per pixel
             raise DeployError(f'{type(head).__name__} (a query-based decode head, e.g. Mask2Former) is not exported '
                               'yet: the segmenter graph takes decode heads that map features to per-pixel logits '
-                              '(UPerNet, FCN); run this model with tools/infer.py CONFIG CKPT')
+                              '(UPerNet, FCN)', runs_in_pytorch=True)
         if segmentor.decode_head.out_channels == 1:
-            raise DeployError('a binary (out_channels=1) decode head does not export yet; use tools/infer.py with '
-                              'CONFIG CKPT')
+            raise DeployError('a binary (out_channels=1) decode head does not export yet', runs_in_pytorch=True)
         if segmentor.decode_head.align_corners:
             raise DeployError('a decode head with align_corners=True does not deploy yet (the runtime resizes '
-                              'logits with the half-pixel rule); use tools/infer.py with CONFIG CKPT')
+                              'logits with the half-pixel rule)', runs_in_pytorch=True)
         self.segmentor = (_exportable(segmentor) if exportable else segmentor).eval()
 
     def forward(self, x: torch.Tensor):
@@ -153,7 +158,7 @@ def graph_for(scope: str, model: nn.Module, exportable: bool = True) -> nn.Modul
         try:
             return DetectorGraph(model)
         except UnsupportedDetector as e:
-            raise DeployError(str(e)) from None
+            raise DeployError(str(e), runs_in_pytorch=e.runs_in_pytorch) from None
     return (ClassifierGraph if scope == 'mmpretrain' else SegmentorGraph)(model, exportable)
 
 
@@ -161,7 +166,7 @@ def check_scope(scope: str) -> None:
     """Refuses, before any work, a task whose models do not deploy whole."""
     if scope in TASKS:
         return
-    raise DeployError(f'default_scope {scope!r}: tools/deploy.py exports mmpretrain, mmseg and mmdet configs')
+    raise DeployError(f'default_scope {scope!r}: only {", ".join(TASKS[:-1])} and {TASKS[-1]} models deploy')
 
 
 # ------------------------------------------------------------------------------------------------ preprocessing

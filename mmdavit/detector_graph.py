@@ -38,8 +38,13 @@ MIN_OPSET = 16  # RoiAlign's coordinate_transformation_mode (mmcv's aligned=True
 
 
 class UnsupportedDetector(ValueError):
-    """A detector (or opset) this graph cannot express; the message says what to do instead. ``mmdavit.deploy``
-    hands it on as its ``DeployError``."""
+    """A detector (or opset) this graph cannot express. ``runs_in_pytorch``: nothing in the config makes it
+    exportable, the model itself still runs (a tool points to its PyTorch path); otherwise the message names the
+    setting to change. ``mmdavit.deploy`` hands it on as its ``DeployError``."""
+
+    def __init__(self, message: str, runs_in_pytorch: bool = False):
+        super().__init__(message)
+        self.runs_in_pytorch = runs_in_pytorch
 
 
 class _BatchedNMS(torch.autograd.Function):
@@ -112,7 +117,7 @@ def _decode(coder, priors: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
 def _check_coder(coder, where: str) -> None:
     if type(coder).__name__ != 'DeltaXYWHBBoxCoder':
         raise UnsupportedDetector(f'{where} uses {type(coder).__name__}; the detector graph decodes '
-                                  'DeltaXYWHBBoxCoder boxes only: run this model with tools/infer.py CONFIG CKPT')
+                                  'DeltaXYWHBBoxCoder boxes only', runs_in_pytorch=True)
 
 
 def _dense_candidates(head, cls_scores: Sequence[torch.Tensor], bbox_preds: Sequence[torch.Tensor], nms_pre: int,
@@ -183,8 +188,8 @@ class DetectorGraph(nn.Module):
                 ('a cascade of stages', type(roi).__name__ == 'StandardRoIHead')) if not ok]
             if unsupported:
                 raise UnsupportedDetector(f'the RoI head ({type(roi).__name__}) has {unsupported[0]}; the detector '
-                                          'graph exports StandardRoIHead with one box head (and FCNMaskHead): run '
-                                          'this model with tools/infer.py CONFIG CKPT')
+                                          'graph exports StandardRoIHead with one box head (and FCNMaskHead)',
+                                          runs_in_pytorch=True)
             _check_coder(detector.rpn_head.bbox_coder, 'the RPN head')
             _check_coder(roi.bbox_head.bbox_coder, 'the box head')
             self.with_mask = bool(getattr(roi, 'with_mask', False))
@@ -195,7 +200,7 @@ class DetectorGraph(nn.Module):
                     'RetinaHead', 'AnchorHead'):
                 raise UnsupportedDetector(f'{type(detector).__name__} with {type(head).__name__}: the detector graph '
                                           'exports RetinaNet-style anchor heads and RPN + RoI heads (Faster / Mask '
-                                          'R-CNN); run this model with tools/infer.py CONFIG CKPT')
+                                          'R-CNN)', runs_in_pytorch=True)
             _check_coder(head.bbox_coder, 'the box head')
             self.with_mask = False
             self.cfg = detector.test_cfg

@@ -53,6 +53,16 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def refusal(e) -> str:
+    """mmdavit.deploy's refusal of a model or config in this tool's words: the override to pass, or the command that
+    runs the model as it is."""
+    if e.cfg_option:
+        return f'{e}: pass --cfg-options {e.cfg_option}'
+    if e.runs_in_pytorch:
+        return f'{e}; run this model with tools/infer.py CONFIG CKPT'
+    return str(e)
+
+
 def verification_images(path, shape):
     """The user's images (BGR), else three generated ones: smooth random colour fields (noise alone would give a
     classifier and a segmenter nothing to agree on but ties), none of them at the export's size."""
@@ -173,7 +183,7 @@ def main(argv=None):
     try:
         check_scope(scope)
     except DeployError as e:
-        raise ru.UserError(str(e)) from None
+        raise ru.UserError(refusal(e)) from None
     lo, hi = args.min_size or DYNAMO_MIN_SIZE, args.max_size
     if not 1 <= lo <= min(args.shape) <= max(args.shape) <= hi:
         raise ru.UserError(f'--shape {args.shape[0]} {args.shape[1]} must lie within --min-size {lo} and '
@@ -204,7 +214,7 @@ def main(argv=None):
         reference = graph_for(scope, model, exportable=False) if scope != 'mmdet' else None
         recipe = preprocess_recipe(cfg, model)
     except DeployError as e:
-        raise ru.UserError(str(e)) from None
+        raise ru.UserError(refusal(e)) from None
     classes, palette = class_names(ckpt.dataset_meta, config_dataset_meta(cfg))
     del ckpt
 

@@ -95,8 +95,9 @@ def test_unsupported_detectors_are_refused():
     from mmdavit.deploy import DeployError, graph_for
     _, model = _detector('configs/toy/mask-rcnn_davit-t_toy-coco-quick.py')
     model.roi_head.bbox_head.bbox_coder = type('TBLRBBoxCoder', (), {})()
-    with pytest.raises(DeployError, match='TBLRBBoxCoder.*tools/infer.py'):
+    with pytest.raises(DeployError, match='TBLRBBoxCoder') as e:
         graph_for('mmdet', model)
+    assert e.value.runs_in_pytorch
 
 
 def test_query_based_detectors_are_refused():
@@ -104,9 +105,9 @@ def test_query_based_detectors_are_refused():
     graph has no such path yet, and says so in one line naming detector and head."""
     from mmdavit.deploy import DeployError, graph_for
     _, model = build_from_config('configs/toy/dino_davit-t_toy-coco.py')
-    with pytest.raises(DeployError, match=r'^DINO with DINOHead: .*tools/infer.py') as e:
+    with pytest.raises(DeployError, match=r'^DINO with DINOHead: ') as e:
         graph_for('mmdet', model)
-    assert '\n' not in str(e.value)
+    assert '\n' not in str(e.value) and e.value.runs_in_pytorch
 
 
 def test_a_batch_gives_each_image_what_it_gives_alone(seed):

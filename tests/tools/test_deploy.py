@@ -226,6 +226,16 @@ def test_bad_input_one_line_exit_2_nothing_written(deployed, ckpts, images, work
     assert not os.path.exists(out)
 
 
+def test_the_librarys_refusals_worded_with_the_flag_or_command_that_gets_past_them():
+    import deploy
+    from mmdavit.deploy import DeployError
+    assert deploy.refusal(DeployError("model.test_cfg.mode is 'slide'", cfg_option='model.test_cfg.mode=whole')) \
+        == "model.test_cfg.mode is 'slide': pass --cfg-options model.test_cfg.mode=whole"
+    assert deploy.refusal(DeployError('DINO with DINOHead: no graph', runs_in_pytorch=True)) \
+        == 'DINO with DINOHead: no graph; run this model with tools/infer.py CONFIG CKPT'
+    assert deploy.refusal(DeployError('give scale=(w, h)')) == 'give scale=(w, h)'
+
+
 @pytest.mark.slow
 def test_segmenter_through_the_dynamo_exporter(ckpts, images, work):
     out = str(work / 'seg_dynamo')
