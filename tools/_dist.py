@@ -117,6 +117,9 @@ def build_runner(cfg: Config, model=None):
     from mmengine.runner import Runner
     from mmdavit.unreadable_images import skip_unreadable_images
     skip_unreadable_images(cfg)
+    if cfg.get('default_scope') == 'mmdet':
+        from mmdet_davit.evaluation import name_coco_metric_keys
+        name_coco_metric_keys(cfg)
     runner_cls = RUNNERS.get(cfg.runner_type) if 'runner_type' in cfg else Runner
     if model is not None:
         built = model

@@ -115,7 +115,7 @@ def test_detection_on_your_own_coco_format_set(tmp_path):
     out = _run('tools/test.py', cfg, str(tmp_path / 'wd' / 'epoch_1.pth'), '--work-dir', str(tmp_path / 'test'),
                '--cfg-options', *small)
     for name in classes:  # classwise=True: AP per class, under the annotation file's names
-        assert f"'coco/{name}_precision'" in out, out[-3000:]
+        assert f"'coco/bbox_{name}_precision'" in out and f"'coco/segm_{name}_precision'" in out, out[-3000:]
     assert "'coco/segm_mAP'" in out
 
 
