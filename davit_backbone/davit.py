@@ -32,7 +32,7 @@ import torch.utils.checkpoint as cp
 
 from . import kernels
 from .padding import _pad_hw, _pad_image, _window_size
-from .loading import adopt_state_dict, install_parent_hook, load_file
+from .loading import load_file
 from .loading import checkpoint_filter_fn  # noqa: F401  timm looks it up in the model's module
 
 __all__ = ['DaViT', 'arch_zoo', 'ARCH_OPTIONS', 'resolve_arch', 'IMAGENET_MEAN', 'IMAGENET_STD']
@@ -461,7 +461,6 @@ class DaViT(nn.Module):
                  device=None,
                  dtype=None):
         super().__init__()
-        install_parent_hook(DaViT)
         arch = resolve_arch(arch)
         self.arch = arch
         self.embed_dims = tuple(arch['embed_dims'])
@@ -663,23 +662,9 @@ class DaViT(nn.Module):
         """Parameter name fragments exempt from weight decay (the official Swin/DaViT recipes' keywords)."""
         return {'cpe', 'norm', 'bias'}
 
-    # --------------------------------------------------------------------------------- the one loading path
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs):
-        """Every loader ends here (``load_state_dict``, mmengine's ``load_checkpoint``/``load_from``, timm's
-        ``load_pretrained``, the task repos' inferencers): a checkpoint in any known DaViT layout is converted in
-        place, or refused with a clear error before any tensor is copied. See ``loading.adopt_state_dict``."""
-        self._adopt(state_dict, prefix, unexpected_keys)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)
-
-    def _adopt(self, state_dict, prefix, unexpected_keys) -> None:
-        message = adopt_state_dict(self, state_dict, prefix, unexpected_keys)
-        if message:
-            self._log_load(message)
-
+    # ------------------------------------------------------------------------ where the loading doors report
     def _log_load(self, message: str) -> None:
-        """Where the loader's report goes; the OpenMMLab adapter sends it to mmengine's logger."""
+        """Where ``load_pretrained``'s report goes; the OpenMMLab adapter sends it to mmengine's logger."""
         import logging
         logging.getLogger('davit_backbone').info(message)
 
@@ -728,7 +713,7 @@ if register_model is not None:
                                                                   ('embed_dims', 'depths', 'num_heads') if k in kwargs})
         if variant.endswith('_fl'):
             # Florence-2's tower has no head norm: as timm's davit_*_fl, that one LayerNorm stays as initialised
-            # (identity), the load hook's log line names it; every other key is still checked
+            # (identity); every other key is still checked (checkpoint_filter_fn: the whole tower)
             kwargs.setdefault('pretrained_strict', False)
         overlay = kwargs.get('pretrained_cfg_overlay') or {}
         file = overlay.get('file')

@@ -1,15 +1,11 @@
-"""How weights enter a DaViT: the one path every loader ends in.
+"""How weights enter a DaViT: explicitly, at a door, never inside ``load_state_dict``.
 
 ``convert.py`` knows the key layouts (official, timm, mmpretrain, Florence-2, ours); this module decides what of a
-converted checkpoint a given model takes, refuses what does not fit before any tensor is copied, and puts itself
-where every loader passes by:
-
-- ``DaViT._load_from_state_dict`` calls :func:`adopt_state_dict` (``load_state_dict``, mmengine's
-  ``load_checkpoint``/``load_from``/``init_cfg=Pretrained``, timm's ``load_pretrained``, the task repos' inferencers);
-- a module holding a DaViT gets :func:`_adopt_for_davit_children` as its load pre-hook (see
-  :func:`install_parent_hook` for why, and what it costs);
-- :func:`load_file` reads a file (weights only), :func:`load_pretrained` reads, loads and reports in one call, and
-  :func:`checkpoint_filter_fn` is timm's pretrained filter.
+converted checkpoint a given model takes and refuses what does not fit before any tensor is copied. The doors that
+call it: :func:`load_pretrained` (reads, converts, loads and reports), :func:`checkpoint_filter_fn` (timm's
+pretrained filter) and, on the OpenMMLab side, ``mmdavit``'s ``init_weights``, the tools' gate and the checkpoint
+scheme it registers with mmengine. ``model.load_state_dict`` itself takes our keys only, as any torch module.
+:func:`load_file` is the one file reader (weights only) under all of them.
 """
 from __future__ import annotations
 
@@ -24,7 +20,7 @@ import torch.nn as nn
 from .convert import TOWER_KEY_PATTERN, CheckpointFormatError, convert_state_dict, detect_format, unwrap_state_dict
 
 __all__ = ['load_file', 'load_pretrained', 'fit_to_model', 'check_shapes', 'check_tower_filled', 'prepare_state_dict',
-           'adopt_state_dict', 'checkpoint_filter_fn', 'install_parent_hook', 'HF_WEIGHT_FILES']
+           'describe_load', 'checkpoint_filter_fn', 'HF_WEIGHT_FILES']
 
 
 # ------------------------------------------------------------------------------------------------ reading a file
@@ -33,7 +29,7 @@ HF_WEIGHT_FILES = ('model.safetensors', 'model.safetensors.index.json', 'pytorch
                    'pytorch_model.bin.index.json')
 
 
-def load_file(path: str, map_location='cpu'):
+def load_file(path: str, map_location='cpu', mmap: bool = False):
     """The object stored in ``path`` with errors that name the file: .pth/.pt/.bin via
     ``torch.load(weights_only=True)``, .safetensors via safetensors, a sharded ``*.index.json`` (its shards merged),
     or a Hugging Face ``save_pretrained`` folder (the first of :data:`HF_WEIGHT_FILES` in it).
@@ -41,7 +37,10 @@ def load_file(path: str, map_location='cpu'):
     ``weights_only=True`` refuses every pickled class not on torch's allow-list, so a file cannot run code while it
     is read. Plain state dicts (official, timm, mmpretrain, Florence-2 weights) need nothing more; training
     checkpoints that pickle other objects need their classes allowed first (``mmdavit.checkpoint`` allows exactly
-    those of mmengine's checkpoints)."""
+    those of mmengine's checkpoints, inside its readers only).
+
+    ``mmap``: a torch zip file's tensors stay on disk until touched, for checks that need keys and shapes only
+    (other files are read whole)."""
     path = os.fspath(path)
     if os.path.isdir(path):
         path = _weights_in_folder(path)
@@ -52,9 +51,14 @@ def load_file(path: str, map_location='cpu'):
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file as load_safetensors
         try:
-            return load_safetensors(path, device=str(map_location))
+            return load_safetensors(path, device=map_location if isinstance(map_location, str) else 'cpu')
         except Exception as e:
             raise RuntimeError(f'could not read safetensors file {path!r}: {type(e).__name__}: {e}') from e
+    if mmap:
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001  torch's legacy format cannot be mapped: the plain read below says more
+            pass
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zips, foreign pickles and refused classes come as many exception types
@@ -163,54 +167,25 @@ def prepare_state_dict(checkpoint, model, source: str = 'checkpoint', whole_towe
     return kept, handed_up, dropped, fmt
 
 
-def adopt_state_dict(model, state_dict: dict, prefix: str, unexpected_keys: List[str]) -> Optional[str]:
-    """The model's load hook: rewrites ``state_dict`` in place so that the tensors meant for ``model`` (found under
-    ``prefix``, or, when nothing is there and the whole dict is a bare DaViT checkpoint, the whole dict) carry its
-    keys. Runs before torch copies anything; raises on unknown keys and shape mismatches. mmengine's loaders pass the
-    whole checkpoint to every submodule, so a bare DaViT file given as a detector's ``load_from`` reaches the
-    backbone here, and the classifier Linear it carries is put where the task model's head (``<parent>.head.fc``)
-    loads it next. Returns a line for the log when something was converted, moved or dropped."""
-    source = [k for k in state_dict if k.startswith(prefix)]
-    if not source:
-        if not prefix or not state_dict:
-            return None
-        try:  # nothing under our prefix: is the whole dict a bare DaViT checkpoint (maybe wrapped: 'model', ...)?
-            detect_format(unwrap_state_dict(state_dict))
-        except CheckpointFormatError:
-            return None  # not ours to judge: torch reports the missing keys
-        source = list(state_dict)
-    where = prefix.rstrip('.') or 'the model'
-    sub = OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, state_dict[k]) for k in source)
-    kept, handed_up, dropped, fmt = prepare_state_dict(sub, model, source=f'checkpoint for {where}', whole_tower=None)
-    renamed = [k for k in source if k[len(prefix):] not in kept or not k.startswith(prefix)]
-    # output norms the checkpoint lacks (Florence-2's tower has none; classifiers have no norm{i}) keep their init
-    fresh = sorted({k.rsplit('.', 1)[0] for k in model.state_dict()
-                    if re.match(r'^(?:norm\d+|head\.norm)\.', k) and k not in kept})
-    if fmt == 'ours' and not renamed:
-        return None  # already our keys, all of them used: nothing to rewrite
-    for k in source:
-        del state_dict[k]
-        if k in unexpected_keys:  # a parent module may have listed it before this hook ran
-            unexpected_keys.remove(k)
-    state_dict.update((prefix + k, v) for k, v in kept.items())
-    parent = prefix[:-len('backbone.')] if prefix.endswith('backbone.') else None
-    handed = []
-    for k, v in handed_up.items():  # to the task head if there is one and the checkpoint has not filled it already
-        if parent is not None and parent + k not in state_dict:
-            state_dict[parent + k] = v
-            handed.append(parent + k)
-        else:
-            dropped.append(k)
+def describe_load(fmt: str, kept, where: str, dropped=(), handed=(), fresh=()) -> str:
+    """The one log line every door writes after a conversion (the tools' tests look for ``<fmt>-format DaViT``)."""
     return (f'{fmt}-format DaViT checkpoint: {len(kept)} tensors loaded into {where}'
-            + (f'; classifier {handed} handed to the task head' if handed else '')
-            + (f'; {len(dropped)} without a place in this model dropped: {dropped[:6]}' if dropped else '')
-            + (f'; {fresh} not in the checkpoint: newly initialised' if fresh else ''))
+            + (f'; classifier {list(handed)} handed to the task head' if handed else '')
+            + (f'; {len(dropped)} without a place in this model dropped: {list(dropped)[:6]}' if dropped else '')
+            + (f'; {list(fresh)} not in the checkpoint: newly initialised' if fresh else ''))
+
+
+def fresh_norms(model, kept) -> list:
+    """Output norms the checkpoint lacks (Florence-2's tower has none; classifiers have no norm{i}): they keep their
+    initialisation, which the log line says."""
+    return sorted({k.rsplit('.', 1)[0] for k in model.state_dict()
+                   if re.match(r'^(?:norm\d+|head\.norm)\.', k) and k not in kept})
 
 
 def checkpoint_filter_fn(state_dict, model):
     """timm's pretrained filter: any DaViT layout -> this model's keys, the whole tower filled (timm loads the _fl
     towers non-strictly, so a checkpoint read in part would otherwise load nothing without an error). No shape check
-    here: timm drops a classifier of another size after the filter (the load hook checks what is left)."""
+    here: timm drops a classifier of another size after the filter, and torch refuses any other size mismatch."""
     sd, fmt = convert_state_dict(state_dict, return_format=True)
     kept = fit_to_model(sd, model)[0]
     check_tower_filled(kept, model, fmt, 'pretrained checkpoint')
@@ -218,61 +193,22 @@ def checkpoint_filter_fn(state_dict, model):
 
 
 def load_pretrained(model: nn.Module, checkpoint: Union[str, dict], strict: bool = False) -> dict:
-    """Loads ``checkpoint`` (a path or a loaded object, any supported layout) into ``model``.
+    """Loads ``checkpoint`` (a path or a loaded object, any supported layout) into ``model``: the door for a DaViT
+    outside OpenMMLab and timm (``model.load_state_dict`` takes our keys only).
 
-    The same conversion runs inside ``model.load_state_dict`` (the model's load hook), so this is a convenience that
-    also reads the file and reports: a dict with ``format`` and the ``missing``, ``unexpected`` and ``dropped`` keys
-    (``dropped``: what the model has no place for, e.g. a classifier head for a detection backbone). Unknown keys and
-    shape mismatches raise ``CheckpointFormatError`` before the model is touched.
+    Returns a dict with ``format``, the ``missing``, ``unexpected`` and ``dropped`` keys (``dropped``: what the
+    model has no place for, e.g. a classifier head for a detection backbone) and ``message``, the line written to
+    the model's log (``model._log_load`` where it has one). Unknown keys and shape mismatches raise
+    ``CheckpointFormatError`` before the model is touched.
     """
     source = checkpoint if isinstance(checkpoint, str) else 'state dict'
     obj = load_file(checkpoint) if isinstance(checkpoint, str) else checkpoint
     kept, handed_up, dropped, fmt = prepare_state_dict(obj, model, source=source)
     result = model.load_state_dict(kept, strict=strict)
+    dropped = dropped + list(handed_up)
+    message = describe_load(fmt, kept, 'the model', dropped=dropped, fresh=fresh_norms(model, kept))
+    log = getattr(model, '_log_load', None)
+    if log is not None:
+        log(message)
     return dict(format=fmt, missing=list(result.missing_keys), unexpected=list(result.unexpected_keys),
-                dropped=dropped + list(handed_up))
-
-
-# ------------------------------------------------------------------------------- a DaViT inside a larger model
-def _adopt_for_davit_children(parent, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs) -> None:
-    """Load pre-hook of a module holding a DaViT. torch and mmengine hand each child only the keys under its own
-    prefix, so a bare DaViT checkpoint given to a whole task model (``load_from``, ``get_model(pretrained=...)``, an
-    inferencer's ``weights``) would never reach the backbone: the parent, which sees them, converts them first."""
-    for name, child in parent._modules.items():
-        if isinstance(child, _ADOPTING):
-            child._adopt(state_dict, prefix + name + '.', unexpected_keys)
-
-
-def _on_submodule_registered(parent: nn.Module, name: str, submodule) -> None:
-    if isinstance(submodule, _ADOPTING) and not getattr(parent, '_davit_load_pre_hook', False):
-        parent.register_load_state_dict_pre_hook(_adopt_for_davit_children)
-        parent._davit_load_pre_hook = True
-
-
-_PARENT_HOOK = []
-_ADOPTING = ()  # the model class whose instances convert what they are given (davit.DaViT), set by the hook's install
-
-
-def install_parent_hook(model_cls) -> None:
-    """Once per process, when the first DaViT is built (not at import): a torch module-registration hook that gives
-    every module a DaViT is assigned to the load pre-hook above.
-
-    ``model_cls``: the class with the ``_adopt`` method (``davit.DaViT``; passed in, so that this module does not
-    import the model's).
-
-    Why: torch and mmengine hand each child only the keys under its own prefix, and mmpretrain's ``get_model``,
-    mmdet's/mmseg's inferencers and mmengine's ``load_from`` load a file into the whole task model. A bare DaViT
-    checkpoint (official, timm, mmpretrain) given to them has no ``backbone.`` prefix, so without this it would load
-    nothing and leave the backbone random, silently. No hook of theirs runs with the parent's view of the keys.
-
-    What it costs: this is the one process-wide change that building a DaViT makes. Every later module assignment in
-    the process (any model, ours or not) runs one ``isinstance`` check; a module that is given a DaViT child gets
-    one load pre-hook, which does nothing for keys that already carry the child's prefix (a checkpoint of the whole
-    model). torch offers no narrower hook: a child cannot learn its parent at assignment time. Measured
-    (2026-12-04, 2 cores): building torchvision's ResNet-50 on the meta device (151 modules, no weight init) takes
-    25 +- 1 ms with the hook installed and without it alike (best of 30 builds, four alternating rounds, twice)."""
-    global _ADOPTING
-    _ADOPTING = model_cls
-    if not _PARENT_HOOK:
-        _PARENT_HOOK.append(nn.modules.module.register_module_module_registration_hook(_on_submodule_registered))
+                dropped=dropped, message=message)

@@ -3,20 +3,20 @@
 ``mmdavit.DaViT`` is the one adapter (an mmengine ``BaseModule`` that *is* a ``davit_backbone.DaViT``) that
 ``mmdet_davit`` and ``mmseg_davit`` register into their task's registry; ``mmcls_davit`` registers
 ``DaViTMMPretrain``, the same adapter under mmpretrain's conventions. This package also owns the ``mmdavit`` registry
-scope (``type='mmdavit.DaViT'`` works from any task) and the weights-only allow-list for mmengine's checkpoints.
+scope (``type='mmdavit.DaViT'`` works from any task) and the weights-only allow-list for mmengine's checkpoints, which
+its readers use while they read (``checkpoint.mmengine_checkpoint_globals``), never for the whole process.
 
-Importing it registers ``DaViT`` into the ``mmdavit`` scope and the Hugging Face layouts (``model.safetensors``, shard
-indexes, ``save_pretrained`` folders) into mmengine's ``CheckpointLoader`` (``loading.register_checkpoint_scheme``,
-which says why); torch's allow-list is extended by ``allow_mmengine_checkpoints()``, which building the backbone (and
-each tool) calls. It first keeps ``import mmpretrain.models`` working beside a transformers that mmpretrain's
-multimodal code no longer fits (``mmpretrain_compat``).
+Importing it registers ``DaViT`` into the ``mmdavit`` scope and hands local checkpoints to the task repos' loaders
+through mmengine's ``CheckpointLoader`` (``loading.register_checkpoint_scheme``, which says why: the one documented
+hand-off). Building a model changes nothing outside it. It first keeps ``import mmpretrain.models`` working beside a
+transformers that mmpretrain's multimodal code no longer fits (``mmpretrain_compat``).
 """
 from .mmpretrain_compat import keep_mmpretrain_importable
 
 keep_mmpretrain_importable()  # before anything imports mmpretrain.models (see the module for why)
 
 from .adapter import DaViT, DaViTMMPretrain  # noqa: E402
-from .checkpoint import allow_mmengine_checkpoints, load_checkpoint_file  # noqa: E402
+from .checkpoint import allow_mmengine_checkpoints, load_checkpoint_file  # noqa: E402  0.1's names, kept
 from .hooks import AtomicCheckpointHook  # noqa: E402  type='mmdavit.AtomicCheckpointHook' in configs
 from .loading import register_checkpoint_scheme  # noqa: E402
 from .registry import MODELS  # noqa: E402

@@ -1,9 +1,9 @@
 """``davit_backbone.DaViT`` as an mmengine ``BaseModule``: the OpenMMLab backbone API on the one implementation.
 
 Inheritance (not a wrapper attribute) keeps the state-dict keys identical to the plain model, so a detector's
-``backbone.*`` weights and a bare DaViT checkpoint share one layout, and the plain model's load hook (which converts
-every known checkpoint layout) serves mmengine's ``load_checkpoint``, ``load_from``, ``init_cfg=Pretrained`` and the
-task repos' inferencers alike.
+``backbone.*`` weights and a bare DaViT checkpoint share one layout. A Pretrained ``init_cfg`` is loaded by
+``init_weights`` (the backbone's door, as mmdet's Swin converts there); whole-model loaders go through
+``mmdavit.loading``'s gate and checkpoint scheme.
 """
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from mmengine.model import BaseModule
 
 from davit_backbone import DaViT as _DaViT
 
-from .checkpoint import allow_mmengine_checkpoints
-from .loading import pretrained_init_cfg
+from .loading import load_init_cfg_pretrained, pretrained_init_cfg
 
 OUT_TYPES = ('featmap', 'raw', 'avg_featmap', 'pre_logits')
 _STAGE_CFG_KEYS = {'window_size': 'window_size', 'ffn_ratio': 'mlp_ratio', 'qkv_bias': 'qkv_bias',
@@ -70,7 +69,8 @@ class DaViT(_DaViT, BaseModule):
         with_cp: gradient checkpointing per dual block.
         pretrained: deprecated (mmdet 2.x) spelling of ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
         init_cfg: mmengine's; ``dict(type='Pretrained', checkpoint=PATH, prefix=...)`` loads any DaViT checkpoint
-            (official, timm, mmpretrain, ours, whole detectors) through the load hook, which logs what went where.
+            (official, timm, mmpretrain, Florence-2, ours, whole detectors) in ``init_weights``, which logs what went
+            where.
     """
 
     def __init__(self,
@@ -101,8 +101,6 @@ class DaViT(_DaViT, BaseModule):
             raise ValueError(f"DaViT's output norms are LayerNorms: norm_cfg must be dict(type='LN') or None, "
                              f'got {norm_cfg}')
         init_cfg = pretrained_init_cfg(pretrained, init_cfg)
-        # the task repos' loaders build the model before they read a checkpoint: allow mmengine's classes now
-        allow_mmengine_checkpoints()
         num_stages = len(self._arch_depths(arch))
         options = _stage_options(stage_cfgs, num_stages, dict(
             window_size=window_size, mlp_ratio=ffn_ratio if ffn_ratio is not None else mlp_ratio,
@@ -136,6 +134,23 @@ class DaViT(_DaViT, BaseModule):
         if self.out_type == 'avg_featmap':
             return tuple(o.mean(dim=(2, 3)) for o in outs)
         return outs
+
+    def init_weights(self) -> None:
+        """mmengine's init, with a Pretrained ``init_cfg`` loaded here rather than by mmengine's ``PretrainedInit``,
+        whose loader would hand our model a checkpoint in a foreign layout unconverted."""
+        given = self.init_cfg
+        cfgs = given if isinstance(given, list) else [given] if given else []
+        pretrained = [c for c in cfgs if getattr(c.get('type'), '__name__', c.get('type')) in
+                      ('Pretrained', 'PretrainedInit')]
+        if not pretrained or self._is_init:
+            return super().init_weights()
+        self.init_cfg = [c for c in cfgs if c not in pretrained] or None
+        try:
+            super().init_weights()  # the other init_cfgs, as mmengine orders them: before the pretrained weights
+        finally:
+            self.init_cfg = given
+        for cfg in pretrained:
+            load_init_cfg_pretrained(self, cfg)
 
     def _log_load(self, message: str) -> None:
         print_log(f'DaViT: {message}', logger='current')

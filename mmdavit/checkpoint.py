@@ -4,21 +4,19 @@ torch >= 2.6 unpickles with ``weights_only=True`` by default, which refuses ever
 Checkpoints written by mmengine hold numpy arrays/scalars (in ``meta`` and ``message_hub``) and mmengine's
 ``HistoryBuffer``; mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, so resume and test fail with
 ``UnpicklingError: Weights only load failed``. Rather than turning the safety off (``weights_only=False`` executes
-arbitrary pickled code), we allow exactly the globals those checkpoints need.
-
-``allow_mmengine_checkpoints()`` changes torch's process-wide allow-list, so it is called explicitly (idempotent) by
-what needs it: building the ``mmdavit.DaViT`` backbone (the task repos' loaders, e.g. mmpretrain's ``get_model`` or
-the Runner's ``load_from``, build the model before they read the file) and the command-line tools.
+arbitrary pickled code), we allow exactly the globals those checkpoints need, and only while one of our readers
+reads (:func:`mmengine_checkpoint_globals`): nothing is added to torch's allow-list for the rest of the process.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import warnings
 from typing import Any, List
 
 import torch
 
-__all__ = ['allow_mmengine_checkpoints', 'load_checkpoint_file', 'CHECKPOINT_GLOBALS']
+__all__ = ['mmengine_checkpoint_globals', 'allow_mmengine_checkpoints', 'load_checkpoint_file', 'CHECKPOINT_GLOBALS']
 
 # module path -> attribute names. Only data containers, nothing callable with side effects.
 CHECKPOINT_GLOBALS = {
@@ -32,8 +30,6 @@ CHECKPOINT_GLOBALS = {
     'builtins': ['set', 'slice'],
     'argparse': ['Namespace'],  # timm's train.py stores its args in checkpoints
 }
-
-_installed = False
 
 
 def _history_buffer_getattr(obj, name):
@@ -64,21 +60,31 @@ def _resolve_globals() -> List[Any]:
         except Exception:  # numpy 1 vs 2 naming, mmengine absent: skip what does not exist here
             continue
         found += [(getattr(mod, n), f'{module}.{n}') for n in names if hasattr(mod, n)]
-    return found
+    return found + [(_history_buffer_getattr, 'builtins.getattr'), (_history_buffer_getattr, '__builtin__.getattr')]
+
+
+@contextlib.contextmanager
+def mmengine_checkpoint_globals():
+    """torch's weights-only allow-list extended by :data:`CHECKPOINT_GLOBALS` for the ``with`` block only: the
+    readers (``mmdavit.loading.read_checkpoint`` and the mmengine scheme that uses it) read inside it."""
+    if not hasattr(torch.serialization, 'safe_globals'):  # torch < 2.5 loads these without an allow-list
+        yield
+        return
+    with torch.serialization.safe_globals(_resolve_globals()):
+        yield
 
 
 def allow_mmengine_checkpoints() -> None:
-    """Adds the checkpoint globals to torch's weights-only allow-list (idempotent)."""
-    global _installed
-    if _installed or not hasattr(torch.serialization, 'add_safe_globals'):
-        return
-    torch.serialization.add_safe_globals(_resolve_globals() + [
-        (_history_buffer_getattr, 'builtins.getattr'), (_history_buffer_getattr, '__builtin__.getattr')])
-    _installed = True
+    """Deprecated: adds the allow-list to torch's for the whole process, for code outside this package that calls
+    ``torch.load`` itself on mmengine's checkpoints. Nothing in this package calls it; its readers use
+    :func:`mmengine_checkpoint_globals`."""
+    if hasattr(torch.serialization, 'add_safe_globals'):
+        torch.serialization.add_safe_globals(_resolve_globals())
 
 
 def load_checkpoint_file(path: str, map_location='cpu'):
-    """``davit_backbone.load_file`` with mmengine's checkpoint classes allowed: weights_only stays on."""
+    """Thin alias kept for callers of 0.1: ``davit_backbone.load_file`` inside :func:`mmengine_checkpoint_globals`;
+    its errors are ``load_file``'s. The tools' gate is ``mmdavit.loading.read_checkpoint``."""
     from davit_backbone import load_file
-    allow_mmengine_checkpoints()
-    return load_file(path, map_location)
+    with mmengine_checkpoint_globals():
+        return load_file(path, map_location)

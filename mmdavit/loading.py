@@ -1,18 +1,14 @@
-"""The way into an OpenMMLab model for a checkpoint: read once, checked before anything is written, handed on.
+"""The way into an OpenMMLab model for a checkpoint: read once through one gate, converted at a named door.
 
-The tools (train, test, infer, deploy) and the tests go through here:
-
-- :func:`map_pretrained` is the one place where ``pretrained`` becomes a Pretrained ``init_cfg`` (mmdet 2.x's
-  ``model.pretrained``, the original release's and Florence-2 configs' ``model.backbone.pretrained``, and the
-  adapter's own ``pretrained`` argument through :func:`pretrained_init_cfg`); :func:`check_pretrained` checks that
-  file early, whichever key the config used, without reading its tensors.
-- :class:`Checkpoint` reads a file once (weights only, mmengine's classes allowed; local or URL) and hands the
-  object on: :meth:`Checkpoint.load_into` loads it with mmengine's own loader (the backbone's load hook converts a
-  bare DaViT checkpoint, see ``davit_backbone.loading``), :meth:`Checkpoint.check_fits` refuses what left a model
-  unfilled after a task repo's non-strict loader ran, and :meth:`Checkpoint.inferencer` gives mmdet's and mmseg's
-  inferencers the object instead of the path, so that they do not read the file again.
-
-Errors are :class:`CheckpointError`, one line naming the file and what to do; the tools print it and exit 2.
+- :func:`read_checkpoint` is the one gate: every tool, ``--resume`` and the mmengine scheme read through it (weights
+  only, mmengine's classes allowed inside it; memory-mapped where only keys are needed); its one error is
+  :class:`CheckpointError`, carrying the path and the cause, which the tools word.
+- :func:`map_pretrained` is the one place where ``pretrained`` becomes a Pretrained ``init_cfg``;
+  :func:`check_pretrained` checks that file early, whichever key the config used, without reading its tensors.
+- :class:`Checkpoint` holds one read and converts for a given task model (:meth:`Checkpoint.for_model`):
+  :meth:`~Checkpoint.load_into` loads it with mmengine's own loader, :meth:`~Checkpoint.inferencer` hands it to
+  mmdet's and mmseg's inferencers, :meth:`~Checkpoint.check_fits` refuses what left a model unfilled.
+- :func:`register_checkpoint_scheme` is the hand-off for the task repos' own loaders (see :func:`task_checkpoint`).
 """
 from __future__ import annotations
 
@@ -22,16 +18,23 @@ from typing import Optional
 
 import torch
 
-from davit_backbone.convert import CheckpointFormatError, convert_state_dict, strip_module_prefix, unwrap_state_dict
+from davit_backbone.convert import CheckpointFormatError, convert_state_dict, strip_module_prefix
+from davit_backbone.loading import describe_load, fresh_norms, load_file, prepare_state_dict
 
-from .checkpoint import allow_mmengine_checkpoints, load_checkpoint_file
+from .checkpoint import mmengine_checkpoint_globals
 
 __all__ = ['CheckpointError', 'Checkpoint', 'read_checkpoint', 'short_cause', 'pretrained_init_cfg',
-           'map_pretrained', 'check_pretrained', 'build_model', 'register_checkpoint_scheme', 'HF_CHECKPOINT_SCHEME']
+           'map_pretrained', 'check_pretrained', 'build_model', 'register_checkpoint_scheme', 'HF_CHECKPOINT_SCHEME',
+           'task_checkpoint', 'load_init_cfg_pretrained']
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be used as asked: missing, truncated, foreign, or of another model."""
+    """A checkpoint that cannot be used as asked: missing, truncated, foreign, or of another model. ``path`` and
+    ``cause`` carry what the one-line message says."""
+
+    def __init__(self, message: str, path: str = '', cause: str = ''):
+        super().__init__(message)
+        self.path, self.cause = path, cause
 
 
 def short_cause(e: BaseException) -> str:
@@ -47,62 +50,95 @@ def short_cause(e: BaseException) -> str:
     return f'{type(e).__name__}: {gist}' if len(gist) < 30 else gist
 
 
-def read_checkpoint(path: str, mmap: bool = False):
-    """The checkpoint object of a local file (weights only, mmengine's classes allowed) or a URL.
+def read_checkpoint(path: str, mmap: bool = False, map_location='cpu'):
+    """The checkpoint object of a local file, folder or shard index (weights only, mmengine's classes allowed while
+    it reads) or a URL: the one gate every tool and ``--resume`` read through.
 
     ``mmap``: tensors stay on disk until touched, for checks that look at keys and shapes only (a torch zip file;
     other files are read whole)."""
-    if '://' in str(path):
+    path = str(path)
+    if '://' in path:
         from mmengine.runner.checkpoint import CheckpointLoader
-        allow_mmengine_checkpoints()
         try:
-            return CheckpointLoader.load_checkpoint(path, map_location='cpu')
+            with mmengine_checkpoint_globals():
+                return CheckpointLoader.load_checkpoint(path, map_location=map_location)
         except Exception as e:  # noqa: BLE001  network or format: one line, not a traceback
-            raise CheckpointError(f'{path} could not be read ({short_cause(e)})') from None
+            cause = short_cause(e)
+            raise CheckpointError(f'{path} could not be read ({cause})', path, cause) from None
     if not (osp.isfile(path) or osp.isdir(path)):
-        raise CheckpointError(f'checkpoint file not found: {path!r}')
+        raise CheckpointError(f'checkpoint file not found: {path!r}', path, 'not found')
     try:
-        if mmap and osp.isfile(path) and not str(path).endswith(('.safetensors', '.index.json')):
-            allow_mmengine_checkpoints()
-            try:
-                return torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-            except Exception:  # noqa: BLE001  not a zip file (or broken): the plain read says which
-                pass
-        return load_checkpoint_file(path)
+        with mmengine_checkpoint_globals():
+            return load_file(path, map_location, mmap=mmap)
     except FileNotFoundError as e:  # a folder without weights, a shard missing beside its index
-        raise CheckpointError(str(e)) from None
+        raise CheckpointError(str(e), path, 'not found') from None
     except RuntimeError as e:  # truncated, foreign or not a torch file: one line, not a zip error
-        raise CheckpointError(f'{path} is incomplete or not a checkpoint ({short_cause(e.__cause__ or e)})') from None
+        cause = short_cause(e.__cause__ or e)
+        raise CheckpointError(f'{path} is incomplete or not a checkpoint ({cause})', path, cause) from None
 
 
 # Every local path (no '://': URLs and s3 paths keep their loaders). mmengine tries the longest-sorting pattern first
-# and '' (its local loader) last, so this one is asked before it and hands on what it does not read itself.
+# and '' (its local loader) last, so this one is asked before it.
 HF_CHECKPOINT_SCHEME = r'^(?!.*://)'
 
 
-def load_from_hf_layouts(filename: str, map_location=None):
+def task_checkpoint(obj, source: str = 'checkpoint'):
+    """The hand-off to the task repos' loaders: a bare DaViT checkpoint in any layout (official, timm, mmpretrain,
+    Florence-2, our own backbone's) as a task model holds it, the backbone under ``backbone.`` in our keys, the
+    classifier's Linear as ``head.fc`` and its final norm as ``backbone.norm{last}`` (mmpretrain's ImageClassifier
+    layout); anything else (a whole task model, another model's file) is returned as it is.
+
+    Why the task model's layout and not the model's own: mmengine's ``load_from``, mmpretrain's
+    ``get_model(pretrained=...)`` and mmdet's/mmseg's inferencers read a path through ``CheckpointLoader`` and load
+    it into the whole task model, and torch hands each child only the keys under its own prefix, so a bare file must
+    reach them already prefixed. The reader does not see the model: shapes are checked by mmengine's loader, and a
+    DaViT outside a task model loads a bare file through ``davit_backbone.load_pretrained`` or ``init_weights``."""
+    try:
+        sd, fmt = convert_state_dict(obj, return_format=True)
+    except CheckpointFormatError:
+        return obj
+    raw = obj.get('state_dict', obj) if isinstance(obj, dict) else {}
+    if fmt == 'ours' and any(str(k).startswith(('backbone.', 'module.backbone.')) for k in raw):
+        return obj  # a whole task model of ours: mmengine loads it as it is
+    from mmengine.logging import print_log
+    last = max((int(k.split('.')[1]) for k in sd if k.startswith('stages.')), default=0)
+    out = {}
+    for k, v in sd.items():
+        if k.startswith('head.fc.'):
+            out[k] = v
+        elif k.startswith('head.norm.'):
+            if f'norm{last}.{k[len("head.norm."):]}' not in sd:
+                out[f'backbone.norm{last}.{k[len("head.norm."):]}'] = v
+        else:
+            out['backbone.' + k] = v
+    handed = sorted(k for k in out if k.startswith('head.fc.'))
+    print_log(f'DaViT: {describe_load(fmt, out, "the task model as backbone.*", handed=handed)} ({source})',
+              logger='current')
+    meta = obj.get('meta') if isinstance(obj, dict) else None
+    return dict(state_dict=out, **({'meta': meta} if isinstance(meta, dict) else {}))
+
+
+def load_for_task_models(filename: str, map_location=None):
     """mmengine's checkpoint loader for :data:`HF_CHECKPOINT_SCHEME` (its log names a loader by what follows
-    ``load_from_``): folders, safetensors and shard indexes through ``davit_backbone.load_file``; anything else
-    exactly as mmengine's local loader reads it."""
+    ``load_from_``): every local file, folder or shard index through :func:`read_checkpoint`, then
+    :func:`task_checkpoint`. A path that does not exist goes to mmengine's local loader, for its own error."""
     from mmengine.runner.checkpoint import CheckpointLoader
     filename = osp.expanduser(filename)
-    if osp.isdir(filename) or filename.endswith(('.safetensors', '.index.json')):
-        return load_checkpoint_file(filename, map_location or 'cpu')
-    return CheckpointLoader._schemes[''](filename, map_location)
+    if not (osp.isfile(filename) or osp.isdir(filename)):
+        return CheckpointLoader._schemes[''](filename, map_location)
+    return task_checkpoint(read_checkpoint(filename, map_location=map_location or 'cpu'), filename)
 
 
 def register_checkpoint_scheme() -> None:
-    """Teaches mmengine's ``CheckpointLoader`` the Hugging Face layouts (idempotent), through mmengine's own
-    extension point (``register_scheme``), as its ``s3://`` and ``http://`` loaders are added.
-
-    Why here and not at a door of ours: the task repos' loaders (mmengine's ``load_from`` and Pretrained
-    ``init_cfg``, mmdet's and mmseg's inferencers' ``weights``, mmpretrain's ``get_model(pretrained=...)``) take a
-    path and read it with ``CheckpointLoader``; Florence-2 ships as ``model.safetensors`` (or shards, or a
-    ``save_pretrained`` folder), which its local loader (``torch.load``) cannot read. Every other path goes on to
-    that loader unchanged, so no other model's loading changes."""
+    """Hands :func:`task_checkpoint` to mmengine's ``CheckpointLoader`` for local paths (idempotent), through its own
+    extension point (``register_scheme``), as its ``s3://`` and ``http://`` loaders are added: the one documented
+    hand-off for the task repos' loaders (mmengine's ``load_from`` and ``load_checkpoint``, mmpretrain's
+    ``get_model``/inferencers, mmdet's and mmseg's inferencers' ``weights``). It also lets them read what
+    ``torch.load`` cannot (Florence-2's ``model.safetensors``, shards, ``save_pretrained`` folders) and mmengine's
+    own checkpoints under torch's weights-only default (resume)."""
     from mmengine.runner.checkpoint import CheckpointLoader
-    if CheckpointLoader._schemes.get(HF_CHECKPOINT_SCHEME) is not load_from_hf_layouts:
-        CheckpointLoader.register_scheme(HF_CHECKPOINT_SCHEME, load_from_hf_layouts, force=True)
+    if CheckpointLoader._schemes.get(HF_CHECKPOINT_SCHEME) is not load_for_task_models:
+        CheckpointLoader.register_scheme(HF_CHECKPOINT_SCHEME, load_for_task_models, force=True)
 
 
 class Checkpoint:
@@ -142,29 +178,54 @@ class Checkpoint:
         try:
             return self.davit()[1]
         except CheckpointFormatError as e:
-            raise CheckpointError(f'{self.path}: {e}') from None
+            raise CheckpointError(f'{self.path}: {e}', self.path, str(e)) from None
+
+    def for_model(self, model, logger=None):
+        """The checkpoint object with a state dict that fits ``model`` (a task model, or a DaViT itself): a checkpoint
+        of this model as it is; a bare DaViT checkpoint in any layout converted here, the door with the model in
+        view: checked against the backbone (unknown keys, shapes, the tower filled) before anything is copied, its
+        classifier Linear handed to the task model's ``head.fc``. A file that is neither is refused."""
+        from davit_backbone import DaViT as PlainDaViT
+        from mmengine.logging import print_log
+        if not isinstance(self.obj, dict):
+            raise CheckpointError(f'{self.path}: holds no state dict', self.path, 'no state dict')
+        own = model.state_dict()
+        if set(self.state_dict) & set(own):
+            return self.obj
+        try:
+            self.davit()
+        except CheckpointFormatError as e:
+            raise CheckpointError(f'{self.path}: neither a checkpoint of this model nor a DaViT checkpoint: {e}',
+                                  self.path, str(e)) from None
+        prefix, backbone = next(((n + '.' if n else '', m) for n, m in model.named_modules()
+                                 if isinstance(m, PlainDaViT)), (None, None))
+        if backbone is None:
+            raise CheckpointError(f'{self.path}: a DaViT checkpoint, but the model holds no DaViT', self.path,
+                                  'no DaViT in the model')
+        where = prefix.rstrip('.') or 'the model'
+        try:
+            kept, handed_up, dropped, fmt = prepare_state_dict(self.obj, backbone, source=f'{self.path} for {where}',
+                                                               whole_tower=None)
+        except CheckpointFormatError as e:
+            raise CheckpointError(str(e), self.path, str(e)) from None
+        sd = {prefix + k: v for k, v in kept.items()}
+        parent = prefix[:-len('backbone.')] if prefix.endswith('backbone.') else None
+        handed = [parent + k for k in handed_up if parent is not None and parent + k in own]
+        sd.update((parent + k, v) for k, v in handed_up.items() if parent is not None and parent + k in own)
+        dropped += [k for k in handed_up if parent is None or parent + k not in own]
+        print_log(f'DaViT: {describe_load(fmt, kept, where, dropped, handed, fresh_norms(backbone, kept))}',
+                  logger=logger or 'current')
+        return dict(self.obj, state_dict=sd)
 
     def load_into(self, model, logger=None) -> None:
-        """Loads into a whole task model with mmengine's own loader: a checkpoint written by tools/train.py loads as
-        is, and a bare DaViT checkpoint in any layout (official, timm, mmpretrain) is converted by the backbone's load
-        hook, its classifier Linear going to the task model's head. A file that is neither is refused first."""
+        """Loads into a whole task model with mmengine's own loader, after :meth:`for_model`: a checkpoint written by
+        tools/train.py loads as is, a bare DaViT checkpoint in any layout (official, timm, mmpretrain) converted."""
         from mmengine.model import is_model_wrapper
         from mmengine.runner.checkpoint import load_state_dict
         model = model.module if is_model_wrapper(model) else model
-        if not isinstance(self.obj, dict):
-            raise CheckpointError(f'{self.path}: holds no state dict')
-        sd = self.state_dict
-        if not set(sd) & set(model.state_dict()):
-            try:
-                self.davit()
-            except CheckpointFormatError as e:
-                raise CheckpointError(f'{self.path}: neither a checkpoint of this model nor a DaViT checkpoint: '
-                                      f'{e}') from None
-            sd = unwrap_state_dict(self.obj)  # e.g. timm's {'model': ...}, an EMA copy: the backbone's hook converts
-        try:
-            load_state_dict(model, sd, strict=False, logger=logger or 'current')
-        except CheckpointFormatError as e:
-            raise CheckpointError(str(e)) from None
+        fitted = self.for_model(model, logger)
+        sd = self.state_dict if fitted is self.obj else fitted['state_dict']
+        load_state_dict(model, strip_module_prefix(sd), strict=False, logger=logger or 'current')
 
     def check_fits(self, model, scope: str) -> str:
         """The task repos load non-strictly: a checkpoint of another model would leave random weights and draw
@@ -213,13 +274,13 @@ class Checkpoint:
 
     def inferencer(self, inferencer_cls):
         """``inferencer_cls`` (mmdet's DetInferencer, mmseg's MMSegInferencer; built with ``weights=None``) taking
-        this object where it would read the file: their own ``_load_weights_to_model`` (state dict through
-        mmengine's loader, class names from the meta) runs on it unchanged."""
-        checkpoint = self.obj
+        this object, fitted to its model by :meth:`for_model`, where it would read the file: their own
+        ``_load_weights_to_model`` (state dict through mmengine's loader, class names from the meta) runs on it."""
+        ckpt = self
 
         class _ReadOnce(inferencer_cls):
             def _load_weights_to_model(self, model, _, cfg):
-                super()._load_weights_to_model(model, checkpoint, cfg)
+                super()._load_weights_to_model(model, ckpt.for_model(model), cfg)
 
         _ReadOnce.__name__ = inferencer_cls.__name__
         return _ReadOnce
@@ -234,6 +295,35 @@ def pretrained_init_cfg(pretrained: Optional[str], init_cfg=None):
         raise ValueError(f'give either pretrained or init_cfg, not both (pretrained={pretrained!r}, '
                          f'init_cfg={init_cfg!r})')
     return dict(type='Pretrained', checkpoint=pretrained)
+
+
+def load_init_cfg_pretrained(model, init_cfg: dict) -> dict:
+    """The backbone's ``init_weights`` door for a Pretrained ``init_cfg`` (``checkpoint``, optional ``prefix`` as
+    mmengine's, e.g. ``'backbone.'`` of a whole detector's file): read through :func:`read_checkpoint`, converted and
+    checked by ``davit_backbone.load_pretrained``, which logs what went where. Returns its report."""
+    from davit_backbone import load_pretrained
+    path = init_cfg['checkpoint']
+    obj = read_checkpoint(path, map_location=init_cfg.get('map_location') or 'cpu')
+    prefix = init_cfg.get('prefix')
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        sd = strip_module_prefix(unwrap_state_dict_keep_prefixes(obj))
+        obj = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        if not obj:
+            raise CheckpointError(f'{path}: no key starts with the prefix {prefix!r}', str(path), 'prefix')
+    try:
+        return load_pretrained(model, obj, strict=False)
+    except CheckpointFormatError as e:
+        raise CheckpointError(f'{path}: {e}', str(path), str(e)) from None
+
+
+def unwrap_state_dict_keep_prefixes(obj) -> dict:
+    """The tensor dict of a checkpoint object (``state_dict`` or ``model`` inside it), its keys as stored."""
+    if isinstance(obj, dict):
+        for key in ('state_dict', 'model'):
+            if isinstance(obj.get(key), dict):
+                return obj[key]
+    return obj
 
 
 def _is_davit(backbone: dict) -> bool:

@@ -22,19 +22,21 @@ class ResumeError(RuntimeError):
     The message is one line naming the files and what to do."""
 
 
-from .checkpoint import load_checkpoint_file  # noqa: E402  the one weights-only loader, allow-list included
-from .loading import short_cause  # noqa: E402
+from .checkpoint import load_checkpoint_file  # noqa: E402,F401  kept for 0.1's callers: the reader is read_checkpoint
+from .loading import CheckpointError, read_checkpoint  # noqa: E402
 
 
 def check_resumable(path: str) -> Tuple[int, int]:
-    """Returns (epoch, iter) of a complete training checkpoint; ResumeError (one line) for anything else."""
+    """Returns (epoch, iter) of a complete training checkpoint; ResumeError (one line) for anything else.
+
+    Read through the one gate, memory-mapped: only ``meta`` is looked at here, and mmengine reads the tensors when it
+    resumes, so the file is read whole once."""
     if not osp.isfile(path):
         raise ResumeError(f'{path}: no such file')
     try:
-        ckpt = load_checkpoint_file(path)
-    except Exception as e:  # noqa: BLE001  any failure to read it means it cannot be resumed from
-        cause = short_cause(e.__cause__ or e)
-        raise ResumeError(f'{path} is incomplete or not a checkpoint ({cause})') from None
+        ckpt = read_checkpoint(path, mmap=True)
+    except CheckpointError as e:  # the gate's one wording
+        raise ResumeError(str(e)) from None
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or 'state_dict' not in ckpt or not {'epoch', 'iter'} <= set(meta):
         raise ResumeError(f'{path} holds weights but no training state (meta epoch/iter): it was not written by '

@@ -22,7 +22,7 @@ _env.require('torch', 'mmdavit')
 import torch  # noqa: E402
 
 from davit_backbone import CheckpointFormatError, convert_state_dict, to_florence2, to_official  # noqa: E402
-from mmdavit.checkpoint import load_checkpoint_file  # noqa: E402
+from mmdavit.loading import CheckpointError, read_checkpoint  # noqa: E402  the tools' one gate
 
 
 def main(argv=None):
@@ -34,8 +34,8 @@ def main(argv=None):
                         help='key layout to write (florence2: transformers\' Florence2VisionBackbone)')
     args = parser.parse_args(argv)
     try:
-        sd, fmt = convert_state_dict(load_checkpoint_file(args.src), return_format=True)
-    except (CheckpointFormatError, FileNotFoundError, RuntimeError) as e:
+        sd, fmt = convert_state_dict(read_checkpoint(args.src), return_format=True)
+    except (CheckpointError, CheckpointFormatError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     left_out = []

@@ -130,7 +130,7 @@ def test_timm_features_only_dense_maps_match(seed):
     (which has no output norms: ours are set to plain LayerNorm and applied to timm's maps)."""
     ref = randomize_norms(timm.create_model('davit_tiny', features_only=True)).eval()
     ours = dense_davit().eval()
-    ours.load_state_dict(ref.state_dict(), strict=False)  # converted by the load hook; norm{i} stay 1 and 0
+    load_pretrained(ours, ref.state_dict())  # converted at the door; norm{i} stay 1 and 0
     x = torch.randn(1, 3, 200, 304)
     with torch.no_grad():
         maps = ours.forward_dense(x)
@@ -140,40 +140,45 @@ def test_timm_features_only_dense_maps_match(seed):
         assert a.shape == b.shape and (a - b).abs().max() < 1e-4
 
 
-# ------------------------------------------------------------------------------ the load hook: one path in
+# ------------------------------------------------------------------------------ explicit doors, nothing implicit
 @pytest.mark.parametrize('fmt', ['official', 'timm', 'mmpretrain'])
-def test_load_state_dict_converts_every_layout(seed, fmt):
-    """Plain ``model.load_state_dict(foreign)`` is enough: the model's load hook converts, strict included."""
+def test_load_pretrained_converts_every_layout(seed, fmt):
+    """``load_pretrained`` converts, strict included; ``model.load_state_dict`` takes our keys only, as any torch
+    module (no conversion hidden in it)."""
     ref = randomize_norms(DaViT('tiny', num_classes=10))
     sd = in_layout(ref.state_dict(), fmt)
     assert detect_format(sd) == fmt
     ours = DaViT('tiny', num_classes=10)
-    ours.load_state_dict(sd, strict=True)
+    assert load_pretrained(ours, sd, strict=True)['format'] == fmt
     for k, v in ref.state_dict().items():
         assert torch.equal(ours.state_dict()[k], v), k
+    with pytest.raises(RuntimeError, match='Unexpected key'):
+        DaViT('tiny', num_classes=10).load_state_dict(sd, strict=True)
 
 
-def test_bare_checkpoint_reaches_a_backbone_inside_a_task_model(seed):
-    """mmengine's loaders hand the whole dict to every submodule: an official classifier file given to a model
-    holding the backbone (as ``backbone``) and a separate ``head.fc`` fills both, and nothing is reported
-    unexpected or missing."""
-    from mmengine.runner.checkpoint import load_state_dict
-    ref = randomize_norms(DaViT('tiny', num_classes=10))
-
+def _task_model():
     class TaskModel(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.backbone = DaViT('tiny', num_classes=0)
             self.head = torch.nn.Module()
             self.head.fc = torch.nn.Linear(768, 10)
+    return TaskModel()
 
-    model = TaskModel()
+
+def test_bare_checkpoint_reaches_a_backbone_inside_a_task_model(seed, tmp_path):
+    """The tools' gate converts for the model it is given: an official classifier file given to a model holding the
+    backbone (as ``backbone``) and a separate ``head.fc`` fills both, and mmengine reports nothing unexpected or
+    missing."""
+    from mmdavit.loading import Checkpoint
+    ref = randomize_norms(DaViT('tiny', num_classes=10))
+    model = _task_model()
     messages = []
     import logging
-    logger = logging.getLogger('test-hook')
+    logger = logging.getLogger('test-door')
     logger.warning = messages.append
-    # the official release stores its weights under 'model'; mmengine's loader passes such a dict on as it is
-    load_state_dict(model, {'model': to_official(ref.state_dict())}, strict=False, logger=logger)
+    # the official release stores its weights under 'model'
+    Checkpoint('official.pth', obj={'model': to_official(ref.state_dict())}).load_into(model, logger=logger)
     assert messages == []  # mmengine warns about every missing or unexpected key: none
     assert torch.equal(model.head.fc.weight, ref.head.fc.weight)
     assert torch.equal(model.backbone.head.norm.weight, ref.head.norm.weight)
@@ -181,15 +186,29 @@ def test_bare_checkpoint_reaches_a_backbone_inside_a_task_model(seed):
                        ref.stages[2].blocks[1].channel_block.mlp.fc2.weight)
 
 
-def test_hook_refuses_before_copying(seed):
-    """A checkpoint of another arch, or with keys DaViT does not have, raises through load_state_dict, and the
-    model keeps every value it had."""
+def test_scheme_hands_a_bare_file_to_a_task_model(seed, tmp_path):
+    """The task repos' loaders read through mmengine's CheckpointLoader: its scheme hands a bare file on in the
+    task model's layout (mmpretrain's ImageClassifier: backbone.*, the final norm as norm3, head.fc)."""
+    from mmengine.runner.checkpoint import load_checkpoint
+    import mmdavit  # noqa: F401  registers the scheme
+    ref = randomize_norms(DaViT('tiny', num_classes=10))
+    torch.save({'model': to_official(ref.state_dict())}, tmp_path / 'official.pth')
+    model = _task_model()
+    model.backbone = DaViT('tiny', with_head=False, out_indices=(3,))
+    load_checkpoint(model, str(tmp_path / 'official.pth'), strict=True)
+    assert torch.equal(model.head.fc.weight, ref.head.fc.weight)
+    assert torch.equal(model.backbone.norm3.weight, ref.head.norm.weight)
+
+
+def test_door_refuses_before_copying(seed):
+    """A checkpoint of another arch, or with keys DaViT does not have, raises at the door, and the model keeps every
+    value it had."""
     base = DaViT('base', num_classes=10)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     with pytest.raises(CheckpointFormatError, match='other shapes'):
-        base.load_state_dict(to_official(DaViT('tiny', num_classes=10).state_dict()), strict=False)
+        load_pretrained(base, to_official(DaViT('tiny', num_classes=10).state_dict()))
     with pytest.raises(CheckpointFormatError, match='map to no DaViT parameter'):
-        base.load_state_dict({**base.state_dict(), 'layer1.0.conv1.weight': torch.zeros(1)}, strict=False)
+        load_pretrained(base, {**base.state_dict(), 'layer1.0.conv1.weight': torch.zeros(1)})
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())
 
 
@@ -198,8 +217,8 @@ def test_classifier_norm_follows_mmpretrain_convention(seed):
     (mmpretrain's conversion of those weights), and comes back as head.norm the other way."""
     clf = randomize_norms(DaViT('tiny', num_classes=10))
     last_only = DaViT('tiny', with_head=False, out_indices=(3,))
-    last_only.load_state_dict(clf.state_dict(), strict=True)
+    load_pretrained(last_only, clf.state_dict(), strict=True)
     assert torch.equal(last_only.norm3.weight, clf.head.norm.weight)
     back = DaViT('tiny', num_classes=0)
-    back.load_state_dict(last_only.state_dict(), strict=True)
+    load_pretrained(back, last_only.state_dict(), strict=True)
     assert torch.equal(back.head.norm.bias, clf.head.norm.bias)

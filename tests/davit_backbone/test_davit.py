@@ -170,7 +170,7 @@ def test_importing_the_backbone_loads_no_openmmlab_package():
     import subprocess
     import sys
     code = ('import sys, torch, davit_backbone; m = davit_backbone.DaViT("tiny"); '
-            'm.load_state_dict(davit_backbone.to_official(m.state_dict())); '
+            'davit_backbone.load_pretrained(m, davit_backbone.to_official(m.state_dict())); '
             'print(sorted(n for n in sys.modules if n.split(".")[0] in '
             '("mmcv", "mmengine", "mmdet", "mmseg", "mmpretrain", "mmdavit")))')
     from helpers import ROOT

@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from davit_backbone import DaViT, kernels, load_file
+from davit_backbone import DaViT, kernels, load_file, load_pretrained
 from davit_backbone.convert import CheckpointFormatError, convert_state_dict
 from davit_backbone.davit import ChannelAttention
 from helpers import dense_davit, randomize_norms, to_florence2
@@ -76,15 +76,15 @@ def test_florence2_layout_round_trips_and_matches_timm_rules(seed, tmp_path):
     assert set(timm_davit._convert_florence2(hf, None)) == {k for k in src.state_dict() if not k.startswith('head')}
     sd, fmt = convert_state_dict(hf, return_format=True)
     assert fmt == 'florence2' and set(sd) == set(timm_davit._convert_florence2(hf, None))
-    # the dense backbone loads the whole VLM file (safetensors, as the hub ships it) through its load hook
+    # the dense backbone loads the whole VLM file (safetensors, as the hub ships it) through load_pretrained
     from safetensors.torch import save_file
     save_file({k: v.contiguous() for k, v in hf.items()}, str(tmp_path / 'model.safetensors'))
     dense = dense_davit(TINY_FL).eval()
     messages = []
     dense._log_load = messages.append
-    result = dense.load_state_dict(load_file(str(tmp_path / 'model.safetensors')), strict=False)
-    assert not result.unexpected_keys
-    assert sorted(result.missing_keys) == sorted(f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias'))
+    result = load_pretrained(dense, str(tmp_path / 'model.safetensors'))
+    assert not result['unexpected']
+    assert sorted(result['missing']) == sorted(f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias'))
     assert 'florence2-format' in messages[0] and "'norm0'" in messages[0] and 'newly initialised' in messages[0]
     for k, v in dense.state_dict().items():
         if not k.startswith('norm'):
@@ -113,7 +113,7 @@ def test_fl_checkpoint_into_an_eccv_arch_raises_a_shape_error():
                  num_classes=0)
     before = {k: v.clone() for k, v in eccv.state_dict().items()}
     with pytest.raises(CheckpointFormatError, match=r'downsample\.conv\.weight: checkpoint \(32, 16, 3, 3\)'):
-        eccv.load_state_dict(fl)
+        load_pretrained(eccv, fl)
     assert all(torch.equal(v, before[k]) for k, v in eccv.state_dict().items())
 
 

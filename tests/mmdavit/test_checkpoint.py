@@ -1,9 +1,10 @@
-"""The weights-only allow-list: mmengine checkpoints load, nothing executable does."""
+"""The weights-only allow-list: mmengine checkpoints load, nothing executable does, and it holds inside the readers
+only."""
 import numpy as np
 import pytest
 import torch
 
-from mmdavit.checkpoint import allow_mmengine_checkpoints, load_checkpoint_file
+from mmdavit.checkpoint import load_checkpoint_file, mmengine_checkpoint_globals
 
 
 class _GetattrOnStr:
@@ -12,11 +13,24 @@ class _GetattrOnStr:
 
 
 def test_numpy_payloads_load_weights_only(tmp_path):
-    allow_mmengine_checkpoints()
     path = tmp_path / 'np.pth'
     torch.save({'meta': {'seed': np.int64(3), 'hist': np.arange(4.0)}, 'w': torch.ones(2)}, path)
-    ck = torch.load(path)  # torch's default is weights_only=True
+    with mmengine_checkpoint_globals():
+        ck = torch.load(path)  # torch's default is weights_only=True
     assert ck['meta']['seed'] == 3 and ck['meta']['hist'].sum() == 6
+    with pytest.raises(Exception, match='numpy'):  # outside the reader torch's own allow-list holds
+        torch.load(path)
+
+
+def test_building_a_model_changes_nothing_outside_it():
+    """No module-registration hook, no allow-list installed: building the adapter (and the plain model) leaves the
+    process as it found it."""
+    from torch.nn.modules import module as torch_module
+    before = (dict(torch_module._global_module_registration_hooks), list(torch.serialization.get_safe_globals()))
+    import mmdavit
+    mmdavit.DaViT(arch=dict(embed_dims=[8, 16, 32, 64], depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1]))
+    after = (dict(torch_module._global_module_registration_hooks), list(torch.serialization.get_safe_globals()))
+    assert after == before
 
 
 def test_a_numpy_1_checkpoint_loads_under_numpy_2(tmp_path):

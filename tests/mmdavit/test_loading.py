@@ -57,8 +57,9 @@ def test_early_check_leaves_tensors_on_disk_and_names_the_file(tmp_path, loads):
 
 
 def test_one_read_one_load_and_the_fit_check(tmp_path, loads):
-    """A bare timm classifier into the toy classifier: read once, loaded through mmengine's loader and the load
-    hook, the fit check then uses the conversion already made; a checkpoint of another model is refused."""
+    """A bare timm classifier into the toy classifier: read once, converted by the tools' gate with the model in view
+    (Checkpoint.for_model), the fit check then uses the conversion already made; a checkpoint of another model is
+    refused."""
     cfg, model = build_from_config(CLS)
     ref = DaViT('tiny', num_classes=3)
     torch.save({'model': to_timm(ref.state_dict())}, tmp_path / 'bare.pth')
@@ -75,3 +76,15 @@ def test_one_read_one_load_and_the_fit_check(tmp_path, loads):
     with pytest.raises(CheckpointError, match='another model'):
         other.check_fits(model, 'mmpretrain')
 
+
+
+def test_resume_check_reads_through_the_gate_memory_mapped(tmp_path, loads):
+    """--resume looks at meta only: the one gate, memory-mapped, so mmengine's own read is the file's only whole
+    read; a broken file is the gate's one wording."""
+    from mmdavit.resume import ResumeError, check_resumable
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'meta': {'epoch': 1, 'iter': 2}}, tmp_path / 'epoch_1.pth')
+    assert check_resumable(str(tmp_path / 'epoch_1.pth')) == (1, 2)
+    assert loads == [('epoch_1.pth', True)]
+    (tmp_path / 'cut.pth').write_bytes((tmp_path / 'epoch_1.pth').read_bytes()[:100])
+    with pytest.raises(ResumeError, match='cut.pth is incomplete or not a checkpoint'):
+        check_resumable(str(tmp_path / 'cut.pth'))
