@@ -231,6 +231,18 @@ def _check_coco(cfg: Config, ds: dict, checked: set) -> None:
         print(f'note: {line}', file=sys.stderr)
 
 
+def _transforms(pipeline) -> Iterable[dict]:
+    """Every transform of a pipeline, also those inside TestTimeAug's lists."""
+    stack = [pipeline]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, (list, tuple)):
+            stack.extend(t)
+        elif isinstance(t, dict):
+            yield t
+            stack.extend(v for v in t.values() if isinstance(v, (list, tuple)))
+
+
 def _check_seg(cfg: Config, ds: dict, checked: set) -> None:
     """A folder-paired segmentation dataset (mmseg's BaseSegDataset without a split file): maps for every image,
     label values for the head's num_classes, and reduce_zero_label alike in the dataset and its LoadAnnotations."""
@@ -241,8 +253,8 @@ def _check_seg(cfg: Config, ds: dict, checked: set) -> None:
     if cls is None or not issubclass(cls, BaseSegDataset) or ds.get('ann_file'):
         return
     reduce = bool(ds.get('reduce_zero_label', _init_default(cls, 'reduce_zero_label', False)))
-    for t in ds.get('pipeline') or []:
-        value = t.get('reduce_zero_label') if isinstance(t, dict) and t.get('type') == 'LoadAnnotations' else None
+    for t in _transforms(ds.get('pipeline') or []):
+        value = t.get('reduce_zero_label') if t.get('type') == 'LoadAnnotations' else None
         if value is not None and bool(value) != reduce:
             raise UserError(
                 f'the dataset of {ds.get("data_root")!r} has reduce_zero_label={reduce} but its pipeline\'s '

@@ -75,9 +75,9 @@ def main():
     if args.out and not args.out.endswith(('.pkl', '.pickle')):
         raise ru.UserError('--out must name a .pkl or .pickle file')
     ckpt = Checkpoint(args.checkpoint)  # read once; a missing, truncated or foreign file fails here
-    _config.check_datasets(cfg, ['test'], args.launcher)
     if args.tta:
         _apply_tta(cfg)
+    _config.check_datasets(cfg, ['test'], args.launcher)  # after --tta: its pipeline is checked too
     if args.show_dir:
         _apply_show_dir(cfg, args.show_dir)
     if args.eval:
