@@ -152,6 +152,16 @@ class DaViT(_DaViT, BaseModule):
         for cfg in pretrained:
             load_init_cfg_pretrained(self, cfg)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """The one rename left inside loading, and why: the checkpoint scheme (``mmdavit.loading.task_checkpoint``)
+        cannot see the model, so it hands a classifier's final norm as ``norm{last}`` (mmpretrain's layout); a
+        ``pre_logits`` backbone holds that norm as ``head.norm``. Only keys under this module's prefix are touched."""
+        last = f'{prefix}norm{self.num_stages - 1}.'
+        if hasattr(self, 'head') and not hasattr(self, f'norm{self.num_stages - 1}'):
+            for k in [k for k in state_dict if k.startswith(last)]:
+                state_dict.setdefault(f'{prefix}head.norm.{k[len(last):]}', state_dict.pop(k))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _log_load(self, message: str) -> None:
         print_log(f'DaViT: {message}', logger='current')
 
