@@ -1,17 +1,23 @@
-"""CPU fast paths for DaViT's sub-blocks, behind one switch (``ENABLED`` / ``set_enabled`` / ``disabled()``).
+"""CPU fast paths for DaViT's sub-blocks, each behind its own switch, on where it pays on the running CPU.
 
 ``davit.py`` is the model as the paper writes it. On CPU in fp32, eager, each sub-block hands itself to
 ``sub_block`` here instead, which computes the same thing faster (tests/davit_backbone/test_kernels.py proves the
-outputs and gradients equal, train and eval, drop path on; ``tools/benchmark.py`` measures the gain):
+outputs and gradients equal, train and eval, drop path on, for every path alone and all together;
+``tools/benchmark.py`` measures the gain). The paths (``PATHS``):
 
-- Linear layers hold 87% of DaViT's FLOPs. Eager fp32 Linear on CPU goes to MKL's sgemm after a separate pass that
-  broadcasts the bias into a fresh output; oneDNN's linear (what inductor uses for CPU inference) adds the bias, and
-  GELU when asked, inside the GEMM: 10-25% faster per GEMM on the machines we measured. It has no autograd formula,
-  hence ``_OneDNNLinear`` for training.
-- ConvPosEnc's residual is folded into the depthwise kernel (1 added at the centre tap): one conv, one buffer.
-- Residual sums are written into buffers the block made itself (on CPU every fresh full-size buffer costs its page
-  faults again); without autograd GELU runs in place and window attention is un-partitioned while it is added.
-- Channel attention on large maps runs on (C, N) matrices with two strided bmm instead of SDPA's copies.
+- ``linear``: Linear layers hold 87% of DaViT's FLOPs. Eager fp32 Linear on CPU goes to MKL's sgemm after a separate
+  pass that broadcasts the bias into a fresh output; oneDNN's linear (what inductor uses for CPU inference) adds the
+  bias, and GELU when asked, inside the GEMM. It has no autograd formula, hence ``_OneDNNLinear`` for training.
+- ``cpe``: ConvPosEnc's residual is folded into the depthwise kernel (1 added at the centre tap): one conv, one buffer.
+- ``inplace``: residual sums are written into buffers the block made itself (on CPU every fresh full-size buffer
+  costs its page faults again); without autograd GELU runs in place and window attention is un-partitioned while it
+  is added.
+- ``channel``: channel attention on large maps runs on (C, N) matrices with two strided bmm instead of SDPA's copies.
+
+Which paths pay depends on the CPU: on AVX-512 all of them did; on an AVX2-only EPYC the oneDNN linear made the
+model slower while the others still paid. The default (``MMDAVIT_FAST_PATHS=auto``) is therefore a rule on the
+instruction set torch dispatches to (``default_paths``). ``MMDAVIT_FAST_PATHS=0|1|auto|<comma list of paths>``,
+``set_enabled()`` and ``disabled()`` force either way.
 
 Nothing here runs under autocast, torch.compile, torch.jit or torch.fx, on other devices or dtypes: those take the
 plain forward, which is also what tracers and compilers should see.
@@ -19,7 +25,9 @@ plain forward, which is also what tracers and compilers should see.
 from __future__ import annotations
 
 import contextlib
-from typing import Optional
+import os
+import platform
+from typing import FrozenSet, Iterable, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -27,34 +35,99 @@ import torch.nn.functional as F
 
 from .padding import _pad_hw, _window_size
 
-__all__ = ['ENABLED', 'set_enabled', 'disabled', 'applies', 'sub_block']
+__all__ = ['PATHS', 'ENV_VAR', 'set_enabled', 'disabled', 'forced', 'active_paths', 'default_paths', 'cpu_model',
+           'applies', 'sub_block']
 
-ENABLED = hasattr(torch.ops.mkldnn, '_linear_pointwise') and torch.backends.mkldnn.is_available()
+PATHS = ('linear', 'cpe', 'inplace', 'channel')
+ENV_VAR = 'MMDAVIT_FAST_PATHS'
+
+_forced: Optional[FrozenSet[str]] = None  # set_enabled() / disabled(); None: the environment variable decides
+_auto: Optional[FrozenSet[str]] = None  # default_paths(), once known
+_ON: FrozenSet[str] = frozenset()  # the paths of the sub-block running now (set by applies)
+_OFF = frozenset()
+_ALL = frozenset(PATHS)
 
 
-def set_enabled(flag: bool) -> None:
-    """Turns the fast paths on or off for every DaViT in the process (off: the plain forward everywhere)."""
-    global ENABLED
-    ENABLED = bool(flag)
+def _available() -> FrozenSet[str]:
+    if hasattr(torch.ops.mkldnn, '_linear_pointwise') and torch.backends.mkldnn.is_available():
+        return _ALL
+    return _ALL - {'linear'}
+
+
+def _parse(value: Union[bool, str, Iterable[str]], what: str) -> Optional[FrozenSet[str]]:
+    """A path set from a switch value: True/'1' all, False/'0' none, 'auto' None (the rule), or path names."""
+    if isinstance(value, bool):
+        return _available() if value else _OFF
+    given = value
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ('1', 'on', 'true', 'all'):
+            return _available()
+        if v in ('0', 'off', 'false', 'none', ''):
+            return _OFF
+        if v == 'auto':
+            return None
+        value = [p.strip() for p in v.split(',') if p.strip()]
+    names = frozenset(value)
+    if not names <= _ALL:
+        raise ValueError(f'{what} must be 0, 1, auto or a comma list of {", ".join(PATHS)}; got {given!r}')
+    return names & _available()
+
+
+def set_enabled(flag: Union[bool, str, Iterable[str], None]) -> None:
+    """Forces the fast paths for every DaViT in the process: True all, False none (the plain forward everywhere),
+    path names (e.g. ``{'cpe', 'channel'}``) those only; None or 'auto' goes back to the environment variable."""
+    global _forced
+    _forced = None if flag is None else _parse(flag, 'set_enabled')
 
 
 @contextlib.contextmanager
-def disabled():
-    """``with kernels.disabled():`` runs the plain forward, e.g. to compare against it or to count FLOPs."""
-    global ENABLED
-    before, ENABLED = ENABLED, False
+def forced(flag: Union[bool, str, Iterable[str]]):
+    """``with kernels.forced({'channel'}):`` runs those paths only (as ``set_enabled``) for a block of code."""
+    global _forced
+    before = _forced
+    set_enabled(flag)
     try:
         yield
     finally:
-        ENABLED = before
+        _forced = before
+
+
+def disabled():
+    """``with kernels.disabled():`` runs the plain forward, e.g. to compare against it or to count FLOPs."""
+    return forced(False)
+
+
+def active_paths() -> FrozenSet[str]:
+    """The paths a forward would take now: forced ones, else the environment variable's, else ``default_paths()``
+    for this CPU."""
+    if _forced is not None:
+        return _forced
+    paths = _parse(os.environ.get(ENV_VAR, 'auto'), ENV_VAR)
+    if paths is not None:
+        return paths
+    global _auto
+    if _auto is None:  # asked once, at the first eligible forward, not at import
+        _auto = default_paths()
+    return _auto
+
+
+def __getattr__(name):
+    if name == 'ENABLED':  # the old single switch, read-only: whether any path is on
+        return bool(active_paths())
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def applies(block: nn.Module, x) -> bool:
     """Whether ``sub_block`` may stand in for the block's plain forward on ``x``."""
-    return (ENABLED and isinstance(x, torch.Tensor)  # an fx Proxy is no Tensor
+    global _ON
+    if not (isinstance(x, torch.Tensor)  # an fx Proxy is no Tensor
             and x.device.type == 'cpu' and x.dtype == torch.float32 and block.norm1.weight.dtype == torch.float32
             and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing())
+            and not torch.jit.is_tracing()):
+        return False
+    _ON = active_paths()
+    return bool(_ON)
 
 
 # ------------------------------------------------------------------------------------------ oneDNN linear
@@ -90,6 +163,12 @@ class _OneDNNLinear(torch.autograd.Function):
 
 def _linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> torch.Tensor:
     """``layer(x)``, followed by exact (erf) GELU when asked."""
+    if 'linear' not in _ON:
+        x = F.linear(x, layer.weight, layer.bias)
+        if not gelu:
+            return x
+        # the Linear's output is the block's largest buffer and nothing needs it after GELU without autograd
+        return torch.ops.aten.gelu_(x) if 'inplace' in _ON and not torch.is_grad_enabled() else F.gelu(x)
     if not torch.is_grad_enabled():
         # without autograd the fused GELU may overwrite the Linear's output: the block's largest buffer, made once
         return _onednn_linear(x, layer.weight, layer.bias, gelu)
@@ -109,6 +188,8 @@ def _add_residual(x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
     Without autograd the sum goes into ``x``; with it, into ``branch`` when that keeps the dtype and layout (the ops
     that make a branch, Linear, copies and DropPath's mul, do not need their output for backward).
     """
+    if 'inplace' not in _ON:
+        return x + branch
     if not torch.is_grad_enabled():
         return x.add_(branch)
     if branch.dtype == x.dtype and branch.is_contiguous() and branch.shape == x.shape:
@@ -118,6 +199,8 @@ def _add_residual(x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
 
 def _conv_pos_enc(cpe: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``x + DWConv(x)`` as one conv whose kernel has 1 added at the centre tap; a new buffer either way."""
+    if 'cpe' not in _ON:
+        return cpe(x)
     conv = cpe.proj
     k = conv.kernel_size[0] // 2
     weight = conv.weight.clone()
@@ -138,7 +221,7 @@ def _window_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _channel_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     B, N, C = x.shape
-    if N < 4 * C:
+    if N < 4 * C or 'channel' not in _ON:
         q, k, v = _linear(x, attn.qkv).view(B, N, 3, attn.num_heads, C // attn.num_heads).permute(2, 0, 3, 4, 1)\
             .unbind(0)
         # the query scaled and SDPA's scale 1, as the plain forward (mmdeploy's SDPA rewrite, which also replaces
@@ -176,7 +259,8 @@ def _spatial_attention_residual(block: nn.Module, x: torch.Tensor, y: torch.Tens
     Hp, Wp = y.shape[1:3]
     y = y.view(B, Hp // ws, ws, Wp // ws, ws, C).transpose(2, 3).reshape(-1, ws * ws, C)
     y = _window_attention(block.attn, y).view(B, Hp // ws, Wp // ws, ws, ws, C).transpose(2, 3)
-    if not torch.is_grad_enabled() and (Hp, Wp) == (H, W) and x.is_contiguous() and not _drops(block):
+    if ('inplace' in _ON and not torch.is_grad_enabled() and (Hp, Wp) == (H, W) and x.is_contiguous()
+            and not _drops(block)):
         x.view(B, H // ws, ws, W // ws, ws, C).add_(y)  # undo the partition while adding: one strided pass
         return x
     return _add_residual(x, block.drop_path(y.reshape(B, Hp, Wp, C)[:, :H, :W]))
@@ -197,3 +281,31 @@ def sub_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         x = _channel_attention_residual(block, x, y)
     x = _conv_pos_enc(block.cpe2, x)
     return _add_residual(x, block.drop_path(_mlp(block.mlp, block.norm2(x))))
+
+
+# ---------------------------------------------------------------------------------------------- the rule
+def cpu_model() -> str:
+    """/proc/cpuinfo's 'model name' (what the CPU calls itself), else what platform knows."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def default_paths(capability: Optional[str] = None) -> FrozenSet[str]:
+    """The paths ``auto`` takes: all of them where torch dispatches to AVX-512 (or later); elsewhere all but the
+    oneDNN linear.
+
+    A rule, not a measurement: on the AVX2-only EPYC (2 vCPUs shared with other jobs) a sub-block timed at first use
+    took 20 to 540 ms for the same configuration from one run to the next, so a few hundred ms of timing chose a
+    different set each time, and a cached wrong choice would stay. The rule is what whole-model runs measured on
+    both classes (docs/performance.md): on AVX-512 every path paid (1.19x timm), on AVX2 oneDNN's fp32 GEMM with its
+    fused bias/GELU lost to MKL's sgemm in the model (all paths 6.01 img/s, all but linear 6.80, one thread) while
+    the folded residual, the in-place sums and the (C, N) channel attention gained."""
+    capability = capability or torch.backends.cpu.get_cpu_capability()
+    paths = _available()
+    return paths if capability.upper().startswith(('AVX512', 'AMX')) else paths - {'linear'}
