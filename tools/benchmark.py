@@ -8,11 +8,14 @@
     python tools/benchmark.py --onnx [--dense] [--size 800 1216]     # + ours exported, in onnxruntime (CPU)
     python tools/benchmark.py --maskrcnn --onnx [--size 800 1216]    # + our whole Mask R-CNN, in onnxruntime
 
-Prints a table and one JSON line: images/s for ``ours``, ``timm``, ``mmpretrain`` (absent when not installed),
-``ratio`` = ours / best reference, peak memory of one step per model (CUDA: max allocated; CPU: peak of the tensor
+Prints a table and one JSON line: images/s for ``ours`` (with the CPU fast paths this machine chose, see
+davit_backbone/kernels.py), ``plain`` (the same model with every fast path off), ``timm``, ``mmpretrain`` (absent
+when not installed), ``ratio`` = ours / best reference, ``fast_ratio`` = ours / plain, peak memory of one step per model (CUDA: max allocated; CPU: peak of the tensor
 memory PyTorch's allocator handed out, from the profiler's allocation records), and on CUDA the achieved TFLOP/s
 (FLOPs from davit_backbone.flops, the counter of tools/get_flops.py) and its fraction of the device's peak. Needs
-torch and timm only; mmpretrain is optional.
+torch and timm only; mmpretrain is optional. ``settings`` says where it ran: the CPU's model name and the instruction
+set torch dispatches to (AVX2 / AVX512 / AMX...), threads, torch version, and which fast paths ``ours`` took
+(``MMDAVIT_FAST_PATHS=0|1|auto|<paths>`` forces them).
 
 --dense benchmarks the backbones as detectors use them (four NCHW maps, default size 800x1216); otherwise the
 ImageNet classifiers. ``ours`` loads timm's weights through the converter; mmpretrain's module (stem padding set to 3,
@@ -23,7 +26,7 @@ onnxruntime / ours eager (its memory is onnxruntime's own, which the profiler do
 the whole detector as tools/deploy.py exports it (mmdavit.detector_graph), timed with the runtime's post-processing
 (boxes rescaled, masks pasted: davit_deploy.detection), against its eager ``test_step``.
 --with-cp also measures ours without checkpointing and reports ``with_cp_memory_ratio`` (peak with / without).
---ours-only leaves timm and mmpretrain out (``ratio`` null): for a tower as big as huge_fl (360M parameters, their
+--ours-only leaves timm, mmpretrain and plain out (``ratio`` null): for a tower as big as huge_fl (360M parameters, their
 AdamW states and the step's activations) three copies do not fit beside each other, and each costs minutes a step.
 --maskrcnn compares whole detectors instead (needs mmdet): our DaViT-T Mask R-CNN config against mmdet's own Swin-T
 Mask R-CNN (same FLOPs class), batch 1 inference through ``test_step`` (preprocessing, backbone, FPN, RPN, RoI and
@@ -45,7 +48,7 @@ _env.require('torch', 'davit_backbone')
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from davit_backbone import DaViT  # noqa: E402
+from davit_backbone import DaViT, kernels  # noqa: E402
 from davit_backbone.flops import count_macs  # noqa: E402
 from davit_backbone.memory import peak_memory_mib  # noqa: E402
 
@@ -214,6 +217,13 @@ def make_onnx_step(model, x):
     return lambda: session.run(None, feed)
 
 
+def _plain(step):
+    def plain():
+        with kernels.disabled():
+            return step()
+    return plain
+
+
 def run(args):
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
@@ -243,6 +253,9 @@ def run(args):
             m = torch.compile(m)
         steps[name] = make_detector_step(m, data, dtype, device) if args.maskrcnn else make_step(
             m, x, args.mode, dtype, device)
+    if 'ours' in steps and not args.compile and not args.ours_only:
+        # the same model with every fast path off, interleaved with the rest: what the paths gain (or cost) here
+        steps['plain'] = _plain(steps['ours'])
     if args.onnx:
         steps['onnxruntime'] = (make_detector_onnx_step(models['ours'], data, size) if args.maskrcnn
                                 else make_onnx_step(models['ours'], x))
@@ -273,9 +286,11 @@ def run(args):
             times[name].append((time.perf_counter() - t0) / args.iters)
     batch = 1 if args.maskrcnn else args.batch
     ips = {name: batch / statistics.median(t) for name, t in times.items()}
-    refs = {k: v for k, v in ips.items() if k not in ('ours', 'onnxruntime')}
+    refs = {k: v for k, v in ips.items() if k not in ('ours', 'plain', 'onnxruntime')}
     result = {k: round(v, 3) for k, v in ips.items()}
     result['ratio'] = round(ips['ours'] / max(refs.values()), 3) if refs else None
+    if 'plain' in ips:
+        result['fast_ratio'] = round(ips['ours'] / ips['plain'], 3)
     if 'onnxruntime' in ips:
         result['onnx_ratio'] = round(ips['onnxruntime'] / ips['ours'], 3)
     result['peak_mem_mib'] = {k: None if v is None else round(v, 1) for k, v in memory.items()}
@@ -298,17 +313,22 @@ def run(args):
                                 maskrcnn=args.maskrcnn, compile=args.compile, with_cp=args.with_cp, onnx=args.onnx,
                                 ours_only=args.ours_only,
                                 threads=torch.get_num_threads(), torch=torch.__version__,
-                                cpu=platform.processor() or platform.machine(), cores=os.cpu_count()))
+                                cpu=kernels.cpu_model(), capability=torch.backends.cpu.get_cpu_capability(),
+                                machine=platform.machine(), cores=os.cpu_count(),
+                                fast_paths=sorted(kernels.active_paths()) if device.type == 'cpu' else [],
+                                fast_paths_setting=os.environ.get(kernels.ENV_VAR, 'auto')))
     return result
 
 
 def print_table(r):
-    names = [k for k in ('ours', 'timm', 'mmpretrain', 'swin', 'onnxruntime') if k in r]
+    names = [k for k in ('ours', 'plain', 'timm', 'mmpretrain', 'swin', 'onnxruntime') if k in r]
     s = r['settings']
     what = 'Mask R-CNN' if s['maskrcnn'] else 'dense' if s['dense'] else 'classifier'
     print(f"\nDaViT-{s['arch']} {what} {s['mode']}, batch {s['batch']} at "
           f"{s['size'][0]}x{s['size'][1]}, {s['device']} {s['dtype']}{' compiled' if s['compile'] else ''}"
           f"{' with_cp' if s['with_cp'] else ''}, torch {s['torch']}, {s['threads']} threads")
+    print(f"CPU {s['cpu']} ({s['capability']}), fast paths: {', '.join(s['fast_paths']) or 'none'} "
+          f"({kernels.ENV_VAR}={s['fast_paths_setting']})")
     print(f"{'model':<12}{'images/s':>12}{'ours is':>10}{'peak MiB':>12}" + (f"{'TFLOP/s':>10}" if 'tflops' in r else ''))
     for n in names:
         mem = r['peak_mem_mib'][n]
@@ -318,6 +338,8 @@ def print_table(r):
         print(row)
     if r['ratio'] is not None:
         print(f"ratio (ours / best reference): {r['ratio']}")
+    if 'fast_ratio' in r:
+        print(f"fast_ratio (ours / plain): {r['fast_ratio']}")
     if 'onnx_ratio' in r:
         print(f"onnx_ratio (onnxruntime / ours eager): {r['onnx_ratio']}")
     if 'with_cp_memory_ratio' in r:

@@ -91,8 +91,8 @@ def _table_says_what_json_says(stdout, result):
     """Every row of the printed table (images/s, ours relative to the row, peak MiB) and the ratio line against the
     JSON line printed after it: a reader of either sees the same measurement."""
     rows = {m.group(1): m.groups()[1:] for m in re.finditer(
-        r'^(ours|timm|mmpretrain|swin|onnxruntime)\s+([0-9.]+)\s+([0-9.]+)x\s+([0-9.]+|n/a)', stdout, re.M)}
-    models = [k for k in ('ours', 'timm', 'mmpretrain', 'swin', 'onnxruntime') if k in result]
+        r'^(ours|plain|timm|mmpretrain|swin|onnxruntime)\s+([0-9.]+)\s+([0-9.]+)x\s+([0-9.]+|n/a)', stdout, re.M)}
+    models = [k for k in ('ours', 'plain', 'timm', 'mmpretrain', 'swin', 'onnxruntime') if k in result]
     assert sorted(rows) == sorted(models), stdout
     for name, (ips, rel, mem) in rows.items():
         assert float(ips) == pytest.approx(result[name], abs=0.006)
@@ -101,6 +101,11 @@ def _table_says_what_json_says(stdout, result):
         assert mem == 'n/a' if expected_mem is None else float(mem) == pytest.approx(expected_mem, abs=0.06)
     ratio = re.search(r'^ratio \(ours / best reference\): ([0-9.]+)$', stdout, re.M)
     assert (ratio and float(ratio.group(1))) == result['ratio']  # no line without references (--ours-only)
+    if 'fast_ratio' in result:
+        line = re.search(r'^fast_ratio \(ours / plain\): ([0-9.]+)$', stdout, re.M)
+        assert float(line.group(1)) == result['fast_ratio']
+    s = result['settings']  # where it ran, in the table's header too
+    assert f"CPU {s['cpu']} ({s['capability']}), fast paths: {', '.join(s['fast_paths']) or 'none'}" in stdout
     if 'onnx_ratio' in result:
         line = re.search(r'^onnx_ratio \(onnxruntime / ours eager\): ([0-9.]+)$', stdout, re.M)
         assert float(line.group(1)) == result['onnx_ratio']
@@ -113,12 +118,20 @@ def test_benchmark_classifier_and_dense_training_with_cp(tmp_path):
     assert {'ours', 'timm', 'ratio', 'peak_mem_mib', 'gflops_per_image', 'settings'} <= set(r)
     assert r['ratio'] == pytest.approx(r['ours'] / max(v for k, v in r.items() if k in ('timm', 'mmpretrain')), rel=1e-2)
     assert r['settings']['size'] == [64, 64] and r['gflops_per_image'] > 0
+    # where it ran and what the fast paths gave: plain (every path off) interleaved with the rest, not a reference
+    from davit_backbone import kernels
+    s = r['settings']
+    assert s['capability'] == torch.backends.cpu.get_cpu_capability() and s['cpu'] == kernels.cpu_model()
+    assert s['threads'] >= 1 and s['torch'] == torch.__version__
+    if s['fast_paths_setting'] == os.environ.get(kernels.ENV_VAR, 'auto') == 'auto':
+        assert set(s['fast_paths']) == kernels.default_paths()
+    assert r['plain'] > 0 and r['fast_ratio'] == pytest.approx(r['ours'] / r['plain'], rel=1e-2)
     r = _benchmark(tmp_path, '--dense', '--mode', 'train', '--with-cp', '--size', '96', '128', '--batch', '1')
     # checkpointing keeps only block inputs: even at this size the step's peak tensor memory drops
     assert r['peak_mem_mib']['ours_without_cp'] > r['peak_mem_mib']['ours'] > 0
     assert r['with_cp_memory_ratio'] < 1.0
     r = _benchmark(tmp_path, '--ours-only', '--size', '64', '--batch', '1')
-    assert {k for k in ('ours', 'timm', 'mmpretrain') if k in r} == {'ours'} and r['ratio'] is None
+    assert {k for k in ('ours', 'plain', 'timm', 'mmpretrain') if k in r} == {'ours'} and r['ratio'] is None
     assert r['peak_mem_mib']['ours'] > 0 and r['settings']['ours_only'] is True
 
 
