@@ -104,8 +104,8 @@ class CocoReport:
                        '< 1 pixel, or area <= 0)')
         if self.images_without_boxes:
             out.append(f'{self.images_without_boxes} of {self.images} images in {f} have no box of the config\'s '
-                       'classes: left out of training when filter_cfg.filter_empty_gt is True (mmdet\'s default), '
-                       'kept for evaluation')
+                       'classes: left out of training where filter_cfg.filter_empty_gt is True (as in mmdet\'s COCO '
+                       'configs), kept for evaluation')
         return out
 
 
