@@ -115,7 +115,8 @@ SHORT = [f'train_cfg.max_epochs={EPOCHS}', f'train_cfg.val_interval={EPOCHS}', f
 @pytest.mark.slow
 def test_detection_on_your_own_coco_format_set(tmp_path):
     """Both configs of the page as written (the paper config swapped for the demo's light heads), on a set of its
-    own: the small-set recipe must learn, from a backbone of random weights, well above chance."""
+    own with one truncated image in each folder: the small-set recipe must learn, from a backbone of random weights,
+    well above chance, the lost images named in the log and the checkpoint."""
     text, classes = _page_config('../mmdet/mask-rcnn_davit-t_fpn_1x_coco.py')
     mine = tmp_path / 'configs' / 'mine'
     _write_config(text, mine / 'mask-rcnn_davit-t_fpn_1x_fruit.py', {
@@ -126,14 +127,21 @@ def test_detection_on_your_own_coco_format_set(tmp_path):
         'checkpoints/davit_tiny.pth': _pretrained_backbone(tmp_path / 'davit_tiny.pth')})
     small = _write_config(_page_block('configs/mine/mask-rcnn_davit-t_fpn_fruit-small.py'),
                           mine / 'mask-rcnn_davit-t_fpn_fruit-small.py', {(320, 320): (128, 128)})
+    for split in ('train', 'val'):  # a download cut short in each folder: a sample lost, not the run
+        with open(tmp_path / 'mycoco' / split / '000003.jpg', 'r+b') as f:
+            f.truncate(200)
     log = _run('tools/train.py', small, '--work-dir', str(tmp_path / 'wd'), '--cfg-options', *SHORT)
     assert re.search(r'official-format DaViT checkpoint: \d+ tensors loaded', log), log[-3000:]
     assert 'LR is set based on batch size of 4 and the current batch size is 4' in log
+    assert re.search(r'skipped an unreadable training image, another sample drawn in its place: \S+train/000003.jpg '
+                     r'\(cannot be decoded\) \(1 skipped so far; the run stops past 10\)', log), log[-3000:]
+    assert "1 image(s) could not be read and are left out of the metric above: ['" in log
     learnt = _metrics(log[log.rindex('Epoch(val)'):])
     assert learnt['coco/bbox_mAP_50'] >= MIN_MAP_50 and learnt['coco/segm_mAP_50'] >= MIN_MAP_50, learnt
     final = tmp_path / 'wd' / f'epoch_{EPOCHS}.pth'
     ckpt = load_checkpoint_file(str(final))
     assert tuple(ckpt['meta']['dataset_meta']['classes']) == classes
+    assert [p.split('/')[-1] for p in ckpt['meta']['skipped_images']] == ['000003.jpg (cannot be decoded)']
     weights = saved_tensors(final)
     assert weights['roi_head.bbox_head.fc_cls.weight'].shape[0] == len(classes) + 1  # + background
     assert weights['roi_head.mask_head.conv_logits.weight'].shape[0] == len(classes)
