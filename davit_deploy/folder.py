@@ -1,6 +1,7 @@
 """The deployed folder's contract, read and written here alone: ``DIR/model.onnx`` and ``DIR/deploy.json`` (format
 and version, task, the graph's file, inputs and outputs, preprocessing, class names and palette, the export's
-provenance and verification). ``tools/deploy.py`` writes it through ``write``, the runtime reads it through
+provenance and verification, and since 2026-12 the onnxruntime session settings chosen for the task: ``runtime``).
+``tools/deploy.py`` writes it through ``write``, the runtime reads it through
 ``read``; both check the same keys, so a folder the writer makes is one the reader takes, and a folder of another
 format, or from a newer version of the writer, is refused before a session is opened."""
 import json
@@ -20,6 +21,25 @@ TASKS = ('mmpretrain', 'mmseg', 'mmdet')
 REQUIRED = ('format', 'task', 'model', 'input', 'outputs', 'preprocess')
 REQUIRED_INPUT = ('min_size', 'max_size')
 
+# deploy.json's "runtime": {"onnxruntime": {...}}: the session settings the folder runs with. A folder written before
+# the key existed reads as DEFAULT_SESSION, which is how its sessions were opened then (onnxruntime's defaults).
+# intra_op_num_threads: 0 = onnxruntime's own choice (its count of physical cores), -1 = every CPU this process may
+# run on, N = N; tools/infer.py --threads overrides it. allow_spinning: whether idle pool threads spin waiting for
+# work (onnxruntime's default), which costs time where the CPUs are shared.
+LEVELS = ('disable', 'basic', 'extended', 'all')
+EXECUTION_MODES = ('sequential', 'parallel')
+DEFAULT_SESSION = dict(graph_optimization_level='all', intra_op_num_threads=0, inter_op_num_threads=0,
+                       execution_mode='sequential', enable_cpu_mem_arena=True, enable_mem_pattern=True,
+                       allow_spinning=True)
+# what tools/deploy.py writes, per task: measured on an AVX2 EPYC (2 vCPUs, shared), docs/deployment.md
+TASK_SESSION = {
+    'mmpretrain': dict(DEFAULT_SESSION, intra_op_num_threads=-1, inter_op_num_threads=1, allow_spinning=False),
+    'mmseg': dict(DEFAULT_SESSION, intra_op_num_threads=-1, inter_op_num_threads=1, allow_spinning=False),
+    # the detector's shapes after NMS change from image to image: a memory pattern planned for one misses the next
+    'mmdet': dict(DEFAULT_SESSION, intra_op_num_threads=-1, inter_op_num_threads=1, allow_spinning=False,
+                  enable_mem_pattern=False),
+}
+
 
 def meta_path(folder: str) -> str:
     return osp.join(folder, META_FILE)
@@ -27,7 +47,7 @@ def meta_path(folder: str) -> str:
 
 def new_meta(task: str, *, outputs: Sequence[str], preprocess: dict, classes: Sequence[str], palette,
              min_size: int, max_size: int, source: dict, verification: list, size_input: Optional[str] = None,
-             postprocess: Optional[dict] = None) -> dict:
+             postprocess: Optional[dict] = None, session: Optional[dict] = None) -> dict:
     """deploy.json's content for a graph whose first input is the preprocessed batch; ``size_input``: the name of
     a second input taking each image's (h, w) before padding (a detector's)."""
     inputs = dict(name='input', layout='NCHW float32, preprocessed (see preprocess)', min_size=min_size,
@@ -40,7 +60,33 @@ def new_meta(task: str, *, outputs: Sequence[str], preprocess: dict, classes: Se
                 source=source, verification=verification)
     if postprocess is not None:
         meta['postprocess'] = postprocess
+    meta['runtime'] = dict(onnxruntime=dict(session if session is not None else TASK_SESSION[task]))
     return meta
+
+
+def _check_session(given) -> Optional[str]:
+    """What is off in deploy.json's runtime.onnxruntime, or None. Keys this version does not know are left alone (a
+    newer writer's hints), known ones must have a value this runtime can apply."""
+    if not isinstance(given, dict):
+        return f'runtime.onnxruntime is a JSON {type(given).__name__}, not an object'
+    for key, value in given.items():
+        if key == 'graph_optimization_level' and value not in LEVELS:
+            return f'runtime.onnxruntime.{key} {value!r} (one of {", ".join(LEVELS)})'
+        if key == 'execution_mode' and value not in EXECUTION_MODES:
+            return f'runtime.onnxruntime.{key} {value!r} (one of {", ".join(EXECUTION_MODES)})'
+        if key in ('intra_op_num_threads', 'inter_op_num_threads') and (
+                type(value) is not int or value < (-1 if key.startswith('intra') else 0)):
+            return f'runtime.onnxruntime.{key} {value!r} (a whole number, -1 or more)'
+        if key in ('enable_cpu_mem_arena', 'enable_mem_pattern', 'allow_spinning') and type(value) is not bool:
+            return f'runtime.onnxruntime.{key} {value!r} (true or false)'
+    return None
+
+
+def session_settings(meta: dict) -> dict:
+    """onnxruntime's settings for a checked deploy.json: its runtime.onnxruntime over DEFAULT_SESSION, so a folder
+    written before the key existed runs as it did then."""
+    given = (meta.get('runtime') or {}).get('onnxruntime') or {}
+    return {k: given.get(k, v) for k, v in DEFAULT_SESSION.items()}
 
 
 def check(meta, folder: str) -> dict:
@@ -61,6 +107,11 @@ def check(meta, folder: str) -> dict:
     missing += [f'input.{k}' for k in REQUIRED_INPUT if k not in (meta.get('input') or {})]
     if missing:
         raise DeployFolderError(folder, path, DeployFolderError.INCOMPLETE, ', '.join(missing))
+    runtime = meta.get('runtime', {})
+    off = (f'runtime is a JSON {type(runtime).__name__}, not an object' if not isinstance(runtime, dict)
+           else _check_session(runtime.get('onnxruntime', {})))
+    if off:
+        raise DeployFolderError(folder, path, DeployFolderError.UNREADABLE, off)
     return meta
 
 

@@ -1,5 +1,6 @@
-"""A deployed folder as one object: read ``deploy.json`` (``folder``), open ``model.onnx``, predict an image at its
-own size."""
+"""A deployed folder as one object: read ``deploy.json`` (``folder``), open ``model.onnx`` with the session settings
+it records, predict an image at its own size."""
+import os
 import os.path as osp
 
 import cv2
@@ -14,14 +15,46 @@ from .preprocess import check_size, preprocess
 TOPK = 5
 
 
-def onnx_session(path: str, threads: int = 0, device: str = 'cpu'):
-    """An onnxruntime session for ``path``: CPU, or CUDA first when asked (and available); onnxruntime's per-node
-    warnings silenced, which say nothing a user can act on."""
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, which a container or taskset narrows), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def session_options(settings: dict = None, threads: int = 0):
+    """onnxruntime's SessionOptions from deploy.json's settings (``folder.session_settings``; default: onnxruntime's
+    own defaults, as a folder without them ran); ``threads`` > 0 overrides the intra-op count."""
     import onnxruntime as ort
+    s = dict(deploy_folder.DEFAULT_SESSION, **(settings or {}))
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
+    options.graph_optimization_level = {
+        'disable': ort.GraphOptimizationLevel.ORT_DISABLE_ALL, 'basic': ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        'extended': ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        'all': ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[s['graph_optimization_level']]
+    intra = threads if threads > 0 else usable_cpus() if s['intra_op_num_threads'] == -1 else s['intra_op_num_threads']
+    if intra:
+        options.intra_op_num_threads = intra
+    if s['inter_op_num_threads']:
+        options.inter_op_num_threads = s['inter_op_num_threads']
+    options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if s['execution_mode'] == 'parallel'
+                              else ort.ExecutionMode.ORT_SEQUENTIAL)
+    options.enable_cpu_mem_arena = s['enable_cpu_mem_arena']
+    options.enable_mem_pattern = s['enable_mem_pattern']
+    if not s['allow_spinning']:
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        options.add_session_config_entry('session.inter_op.allow_spinning', '0')
+    return options
+
+
+def onnx_session(path: str, threads: int = 0, device: str = 'cpu', settings: dict = None):
+    """An onnxruntime session for ``path`` with ``settings`` (deploy.json's, see ``session_options``): CPU, or CUDA
+    first when asked (and available); onnxruntime's per-node warnings silenced, which say nothing a user can act
+    on."""
+    import onnxruntime as ort
+    options = session_options(settings, threads)
     providers = ['CPUExecutionProvider']
     if device.startswith('cuda'):
         if 'CUDAExecutionProvider' not in ort.get_available_providers():
@@ -36,7 +69,8 @@ class DeployedModel:
         self.folder, self.task = folder, self.meta['task']
         self.classes = list(self.meta.get('classes') or [])
         self.palette = deploy_folder.palette_for(self.classes, self.meta.get('palette'))
-        self.session = onnx_session(osp.join(folder, self.meta['model']), threads, device)
+        self.settings = deploy_folder.session_settings(self.meta)
+        self.session = onnx_session(osp.join(folder, self.meta['model']), threads, device, self.settings)
         self.input_name = self.session.get_inputs()[0].name
         # detectors take each image's size before padding too (mmdet clips boxes to it)
         self.size_name = self.meta['input'].get('size_input')

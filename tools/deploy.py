@@ -7,7 +7,8 @@ to ONNX, ready for onnxruntime alone.
 
 Writes DIR/model.onnx (one graph from a preprocessed image batch, any size within --min-size..--max-size, to the
 predictions: logits and scores, the class map at input size, or the detections after NMS with their masks) and
-DIR/deploy.json (the preprocessing, class names and palette, the export's provenance and its verification). Before
+DIR/deploy.json (the preprocessing, class names and palette, the export's provenance and its verification, the
+onnxruntime session settings chosen for the task). Before
 DIR appears, the exported graph and the PyTorch model run on the --verify images (else generated ones, at sizes
 other than the export's) and must agree: logits within 1e-4, class maps on >= 99.9% of pixels; every detection of
 mmdet's own predict scoring >= 0.3 has a twin of the same class with box IoU >= 0.95, score within 0.02 and mask IoU
@@ -237,7 +238,8 @@ def main(argv=None):
                                '--exporter or another --opset') from None
         export_s = time.time() - t0
         print(f'exported {scope} model with the {args.exporter} exporter in {export_s:.1f} s')
-        session = onnx_session(osp.join(tmp, folder.MODEL_FILE))
+        # verified in the session settings the folder will run with (deploy.json's runtime)
+        session = onnx_session(osp.join(tmp, folder.MODEL_FILE), settings=folder.TASK_SESSION[scope])
         post = postprocess_recipe(cfg)
         if scope == 'mmdet':
             rows = verify_detector(model, session, recipe, images, lo, hi, post['mask_thr_binary'])

@@ -66,7 +66,7 @@ def parse_deployed_args(argv=None):
     p.add_argument('images', metavar='IMAGE_OR_DIR', help='an image, or a folder of images (not recursive)')
     p.add_argument('--out', required=True, help='output folder (vis/ and predictions.json go there)')
     p.add_argument('--device', default='cpu', help="onnxruntime's device: cpu (default) or cuda")
-    p.add_argument('--threads', type=int, default=0, help="onnxruntime's threads (default: its own choice)")
+    p.add_argument('--threads', type=int, default=0, help="onnxruntime's threads (default: deploy.json's setting)")
     p.add_argument('--score-thr', type=float, default=0.3,
                    help='detection: drop boxes scoring below this, in the picture and the JSON (default 0.3)')
     return p.parse_args(argv)

@@ -73,3 +73,52 @@ def test_palette_for():
     assert drawn == folder.palette_for(['a', 'b', 'c']) and len(drawn) == 3  # the same colours every run
     assert all(len(c) == 3 and all(0 <= v < 256 for v in c) for c in drawn)
     assert folder.palette_for([], [[1, 2, 3]]) == [(1, 2, 3)] and folder.palette_for([]) is None
+
+
+def test_session_settings_are_the_tasks_and_an_older_folder_reads_with_the_defaults(tmp_path):
+    """deploy.json records onnxruntime's settings per task; one written before the key existed (no "runtime") still
+    loads, with onnxruntime's own defaults, which is how it ran then."""
+    for task in folder.TASKS:
+        m = folder.new_meta(task, outputs=['x'], preprocess={}, classes=[], palette=None, min_size=1, max_size=64,
+                            source={}, verification=[])
+        folder.write(str(tmp_path), m)
+        assert folder.session_settings(folder.read(str(tmp_path))) == folder.TASK_SESSION[task]
+    old = meta()
+    del old['runtime']
+    write_json(tmp_path, old)
+    assert folder.session_settings(folder.read(str(tmp_path))) == folder.DEFAULT_SESSION
+    # a partial or newer writer's settings: the known keys over the defaults, unknown keys left alone
+    write_json(tmp_path, meta(runtime=dict(onnxruntime=dict(allow_spinning=False, future_knob=3), openvino={})))
+    assert folder.session_settings(folder.read(str(tmp_path))) == dict(folder.DEFAULT_SESSION, allow_spinning=False)
+
+
+@pytest.mark.parametrize('runtime,detail', [
+    ([], 'runtime is a JSON list'),
+    (dict(onnxruntime=dict(graph_optimization_level='max')), "graph_optimization_level 'max'"),
+    (dict(onnxruntime=dict(intra_op_num_threads=-2)), 'intra_op_num_threads -2'),
+    (dict(onnxruntime=dict(inter_op_num_threads=1.5)), 'inter_op_num_threads 1.5'),
+    (dict(onnxruntime=dict(execution_mode='async')), "execution_mode 'async'"),
+    (dict(onnxruntime=dict(enable_mem_pattern='no')), "enable_mem_pattern 'no'"),
+])
+def test_session_settings_it_cannot_apply_are_refused(tmp_path, runtime, detail):
+    write_json(tmp_path, meta(runtime=runtime))
+    with pytest.raises(DeployFolderError) as e:
+        folder.read(str(tmp_path))
+    assert e.value.problem == DeployFolderError.UNREADABLE and detail in e.value.detail
+
+
+def test_session_options_apply_the_settings():
+    ort = pytest.importorskip('onnxruntime')
+    from davit_deploy.model import session_options, usable_cpus
+    o = session_options(folder.TASK_SESSION['mmdet'])
+    assert o.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert o.intra_op_num_threads == usable_cpus() and o.inter_op_num_threads == 1
+    assert o.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    assert o.enable_cpu_mem_arena and not o.enable_mem_pattern
+    assert o.get_session_config_entry('session.intra_op.allow_spinning') == '0'
+    assert session_options(folder.TASK_SESSION['mmdet'], threads=3).intra_op_num_threads == 3
+    default = session_options(None)  # a folder without settings: onnxruntime's defaults, as before
+    assert default.intra_op_num_threads == 0 and default.enable_mem_pattern
+    basic = session_options(dict(graph_optimization_level='basic', execution_mode='parallel', intra_op_num_threads=2))
+    assert basic.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert basic.execution_mode == ort.ExecutionMode.ORT_PARALLEL and basic.intra_op_num_threads == 2
