@@ -73,15 +73,20 @@ def export_onnx(model: nn.Module, path: str, example: Optional[torch.Tensor] = N
     return path
 
 
-def onnx_session(path: str, threads: Optional[int] = None):
-    """An onnxruntime CPU session for ``path``, to check an export against the model (onnxruntime is needed only
-    here). Opened with onnxruntime itself: this package does not import the deployed runtime (``davit_deploy``),
-    whose own sessions are what ``tools/deploy.py`` verifies a deployed folder in."""
+def onnx_session(path: str, threads: Optional[int] = None, spinning: bool = False):
+    """An onnxruntime CPU session for ``path``, to check or time an export against the model (onnxruntime is needed
+    only here). Opened with onnxruntime itself: this package does not import the deployed runtime (``davit_deploy``),
+    whose own sessions are what ``tools/deploy.py`` verifies a deployed folder in. ``spinning=False`` (the deployed
+    folders' setting, ``davit_deploy.folder.TASK_SESSION``): idle pool threads sleep instead of spinning, which on a
+    shared CPU made onnxruntime up to a fifth faster, so ``tools/benchmark.py --onnx`` times what a folder runs."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.log_severity_level = 3  # its per-node warnings say nothing a user can act on
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        options.add_session_config_entry('session.inter_op.allow_spinning', '0')
     return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 

@@ -31,13 +31,16 @@ EXECUTION_MODES = ('sequential', 'parallel')
 DEFAULT_SESSION = dict(graph_optimization_level='all', intra_op_num_threads=0, inter_op_num_threads=0,
                        execution_mode='sequential', enable_cpu_mem_arena=True, enable_mem_pattern=True,
                        allow_spinning=True)
-# what tools/deploy.py writes, per task: measured on an AVX2 EPYC (2 vCPUs, shared), docs/deployment.md
+# what tools/deploy.py writes, per task, measured interleaved with eager PyTorch on an AVX2 EPYC (2 vCPUs shared with
+# other jobs; docs/deployment.md#speed): every CPU the process may use, one inter-op thread (sequential execution), all
+# of onnxruntime's graph optimisations (its fusions: BiasGelu, MatMul with scale, NCHWc convolutions; applied when
+# the session opens, since the NCHWc blocking depends on the CPU's vector width). The classifier's pool threads sleep
+# when idle (1.2x faster than spinning there); the segmenter's and detector's spin (within the noise of sleeping, a
+# few percent ahead). The detector's shapes after NMS change from image to image: no memory pattern to plan.
 TASK_SESSION = {
     'mmpretrain': dict(DEFAULT_SESSION, intra_op_num_threads=-1, inter_op_num_threads=1, allow_spinning=False),
-    'mmseg': dict(DEFAULT_SESSION, intra_op_num_threads=-1, inter_op_num_threads=1, allow_spinning=False),
-    # the detector's shapes after NMS change from image to image: a memory pattern planned for one misses the next
-    'mmdet': dict(DEFAULT_SESSION, intra_op_num_threads=-1, inter_op_num_threads=1, allow_spinning=False,
-                  enable_mem_pattern=False),
+    'mmseg': dict(DEFAULT_SESSION, intra_op_num_threads=-1, inter_op_num_threads=1),
+    'mmdet': dict(DEFAULT_SESSION, intra_op_num_threads=-1, inter_op_num_threads=1, enable_mem_pattern=False),
 }
 
 

@@ -115,7 +115,8 @@ def test_session_options_apply_the_settings():
     assert o.intra_op_num_threads == usable_cpus() and o.inter_op_num_threads == 1
     assert o.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert o.enable_cpu_mem_arena and not o.enable_mem_pattern
-    assert o.get_session_config_entry('session.intra_op.allow_spinning') == '0'
+    assert session_options(folder.TASK_SESSION['mmpretrain']).get_session_config_entry(
+        'session.intra_op.allow_spinning') == '0'
     assert session_options(folder.TASK_SESSION['mmdet'], threads=3).intra_op_num_threads == 3
     default = session_options(None)  # a folder without settings: onnxruntime's defaults, as before
     assert default.intra_op_num_threads == 0 and default.enable_mem_pattern
