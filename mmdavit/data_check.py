@@ -134,9 +134,9 @@ def check_coco_file(ann_file: str, img_dir: Optional[str], classes: Sequence[str
                    if im['file_name'] not in present and not osp.exists(osp.join(img_dir, im['file_name']))]
         if missing:
             raise DataCheckError(
-                f'{len(missing)} of the {len(images)} images {ann_file} lists are not in {img_dir}: '
-                f'{_first(missing)}. Copy them there, or point data_prefix.img at the folder that holds them',
-                img_dir, missing)
+                f'{len(missing)} of the {len(images)} images listed in {ann_file} {"is" if len(missing) == 1 else "are"}'
+                f' not in {img_dir}: {_first(missing)}. Copy them there, or point data_prefix.img at the folder that '
+                'holds them', img_dir, missing)
     size = {im['id']: (im.get('width'), im.get('height')) for im in images}
     wanted = {c['id'] for c in coco['categories'] if c['name'] in classes}
     with_box = set()
@@ -163,11 +163,26 @@ def check_coco_file(ann_file: str, img_dir: Optional[str], classes: Sequence[str
 
 @dataclass
 class SegReport:
-    """What :func:`check_seg_maps` looked at: ``values`` are the raw pixel values found in the maps read."""
+    """What :func:`check_seg_maps` looked at: ``values`` are the raw pixel values found in the maps read;
+    ``zero_is_a_class``: with ``reduce_zero_label``, the maps look numbered from 0 (they hold 0 beside 255, or their
+    values end at ``num_classes - 1``), so the first class would be ignored and every other named one off."""
     seg_dir: str
     maps: int = 0
     read: int = 0
     values: List[int] = field(default_factory=list)
+    zero_is_a_class: bool = False
+
+    def notes(self, num_classes: int) -> List[str]:
+        out = []
+        if self.read < self.maps:
+            out.append(f'label values checked in {self.read} of the {self.maps} maps of {self.seg_dir}, spread over '
+                       'the set')
+        if self.zero_is_a_class:
+            out.append(f'the label maps of {self.seg_dir} hold values {self.values[:8]}: with reduce_zero_label=True '
+                       f'0 is "no label" and value k + 1 is classes[k]. If 0 is your first class (values 0..'
+                       f'{num_classes - 1}, 255 = no label), set reduce_zero_label=False in the dataset and in '
+                       'LoadAnnotations')
+        return out
 
 
 def check_seg_maps(img_dir: str, seg_dir: str, img_suffix: str, seg_map_suffix: str, num_classes: int,
@@ -205,6 +220,9 @@ def check_seg_maps(img_dir: str, seg_dir: str, img_suffix: str, seg_map_suffix: 
         for v in values.tolist():
             found.setdefault(int(v), path)
     report.read, report.values = len(chosen), sorted(found)
+    labels = [v for v in report.values if v != ignore_index and v != 255]
+    report.zero_is_a_class = bool(reduce_zero_label and 0 in report.values and labels and (
+        255 in report.values or max(labels) == num_classes - 1))
     top = num_classes if reduce_zero_label else num_classes - 1
     bad = [v for v in report.values if v > top and v != ignore_index]
     if bad:

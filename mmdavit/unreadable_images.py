@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os.path as osp
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -175,13 +176,16 @@ class UnreadableImagesHook(Hook):
                 continue
             seen.add(path)
             self.skipped.append(path)
-            runner.logger.warning(f'skipped an unreadable training image, another sample drawn in its place: {path} '
-                                  f'({len(self.skipped)} skipped so far; the run stops past {self.limit})')
+            if len(self.skipped) <= self.limit:
+                runner.logger.warning(f'skipped an unreadable training image, another sample drawn in its place: '
+                                      f'{path} ({len(self.skipped)} skipped so far; the run stops past {self.limit})')
         if len(self.skipped) > self.limit:
+            again = ('train again with --resume' if osp.isfile(osp.join(runner.work_dir, 'last_checkpoint'))
+                     else 'train again (no checkpoint was written yet)')
             raise UnreadableImagesError(
-                f'{len(self.skipped)} training images could not be read, more than the {self.limit} allowed '
+                f'{len(self.skipped)} training image(s) could not be read, more than the {self.limit} allowed '
                 f'(corrupt_images.max_skipped), e.g. {self.skipped[0]}: replace or remove them (the log names each),'
-                ' then train again with --resume', self.skipped)
+                f' then {again}', self.skipped)
 
     def after_train_epoch(self, runner) -> None:
         if self.skipped and is_main_process():

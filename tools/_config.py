@@ -34,7 +34,12 @@ def load_config(path: str, cfg_options: Optional[dict], work_dir: Optional[str])
     if not osp.isfile(path):
         raise UserError(f'config file not found: {path!r} (configs live under configs/mmdet, configs/mmseg, '
                         'configs/mmcls and configs/toy)')
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except FileNotFoundError:
+        raise UserError(_missing_base(path)) from None
+    except SyntaxError as e:
+        raise UserError(f'{path}: Python syntax error at line {e.lineno}: {e.msg}') from None
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     scope = cfg.get('default_scope')
@@ -51,6 +56,28 @@ def load_config(path: str, cfg_options: Optional[dict], work_dir: Optional[str])
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def _missing_base(path: str) -> str:
+    """What to say when mmengine's Config cannot find a file a config inherits (its FileNotFoundError names none):
+    which ``_base_`` is missing, and that relative ones are read from the config's own folder."""
+    import ast
+    bases = []
+    try:
+        with open(path) as f:
+            for node in ast.parse(f.read()).body:
+                if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == '_base_' for t in node.targets):
+                    value = ast.literal_eval(node.value)
+                    bases = [value] if isinstance(value, str) else list(value)
+    except (OSError, ValueError, SyntaxError):
+        pass
+    folder = osp.dirname(osp.abspath(path))
+    missing = [b for b in bases if '::' not in b and not osp.isfile(osp.join(folder, b))]
+    if not missing:
+        return f'{path}: a file it inherits (through its _base_ chain) was not found'
+    return (f'{path} inherits {missing[0]!r}, which is not at {osp.normpath(osp.join(folder, missing[0]))}: a relative '
+            "_base_ is read from the config's own folder, so keep your configs under this checkout's configs/ "
+            "(e.g. configs/mine/), or give the base's absolute path")
 
 
 def dist_timeout(cfg: Config) -> float:
@@ -278,6 +305,5 @@ def _check_seg(cfg: Config, ds: dict, checked: set) -> None:
         img, seg, ds.get('img_suffix', _init_default(cls, 'img_suffix', '.jpg')),
         ds.get('seg_map_suffix', _init_default(cls, 'seg_map_suffix', '.png')), num_classes, reduce,
         decode.get('ignore_index', 255))
-    if report.read < report.maps:
-        print(f'note: label values checked in {report.read} of the {report.maps} maps of {seg}, spread over the set',
-              file=sys.stderr)
+    for line in report.notes(num_classes):
+        print(f'note: {line}', file=sys.stderr)

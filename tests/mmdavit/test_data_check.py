@@ -71,8 +71,8 @@ def test_boxes_are_counted_by_what_mmdet_does_with_them(tmp_path):
 def test_images_listed_but_missing_are_refused_with_their_names(tmp_path):
     ann, img = _coco(tmp_path, ['a.jpg', 'b.jpg', 'c.jpg', 'd.jpg', 'e.jpg'], [(0, (1, 1, 5, 5))])
     (tmp_path / 'img' / 'a.jpg').write_bytes(b'')
-    with pytest.raises(DataCheckError, match=r'4 of the 5 images .* are not in .*img: b.jpg, c.jpg, d.jpg and 1 '
-                                             r'more') as e:
+    with pytest.raises(DataCheckError, match=r'4 of the 5 images listed in .* are not in .*img: b.jpg, c.jpg, d.jpg '
+                                             r'and 1 more') as e:
         check_coco_file(ann, img, ('apple',))
     assert e.value.names == ['b.jpg', 'c.jpg', 'd.jpg', 'e.jpg']
 
@@ -145,3 +145,17 @@ def test_num_classes_against_the_class_names():
                                              r'model.roi_head.mask_head.num_classes=2'):
         check_num_classes(('a', 'b'), {'model.roi_head.bbox_head.num_classes': 2,
                                        'model.roi_head.mask_head.num_classes': 3}, 'x')
+
+
+def test_maps_numbered_from_zero_under_reduce_zero_label_get_a_note(tmp_path):
+    """The newcomer's case: labels 0..2 with 255 as "no label", the config left at ADE's reduce_zero_label=True:
+    it trains, with the first class ignored and the others named one off."""
+    img, seg = _seg(tmp_path, {'a': [0, 1, 2], 'b': [2, 255]})
+    report = check_seg_maps(img, seg, '.jpg', '.png', 3, True)
+    assert report.zero_is_a_class
+    (note,) = report.notes(3)
+    assert 'If 0 is your first class (values 0..2, 255 = no label), set reduce_zero_label=False' in note
+    ade = tmp_path / 'ade'
+    ade.mkdir()
+    img, seg = _seg(ade, {'a': [0, 1, 3], 'b': [2, 3]})  # ADE's convention: 0 unlabelled, 1..3 the classes
+    assert not check_seg_maps(img, seg, '.jpg', '.png', 3, True).zero_is_a_class

@@ -108,6 +108,8 @@ def test_marked_samples_leave_lists_stacked_tensors_and_tta_batches():
 
 
 class _Runner:
+    work_dir = '/nonexistent'
+
     class logger:
         lines = []
 

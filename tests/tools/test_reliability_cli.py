@@ -117,3 +117,15 @@ def test_past_the_limit_of_unreadable_images_the_run_stops_with_one_line(tmp_pat
                     f'val_evaluator.ann_file={data}/annotations/instances_val2017.json', 'corrupt_images.max_skipped=0')
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
     assert _one_error_line(r.stderr) and 'more than the 0 allowed (corrupt_images.max_skipped)' in r.stderr
+    assert 'then train again (no checkpoint was written yet)' in r.stderr
+
+
+def test_a_config_whose_base_is_not_found_names_it(tmp_path):
+    """A config copied out of the checkout: mmengine's FileNotFoundError names no file (26-line traceback)."""
+    cfg = tmp_path / 'mine' / 'det.py'
+    cfg.parent.mkdir()
+    cfg.write_text("_base_ = '../mmdet/mask-rcnn_davit-t_fpn_1x_coco.py'\n")
+    r = python_tool('tools/train.py', str(cfg), '--work-dir', str(tmp_path / 'wd'))
+    assert r.returncode == 2 and _one_error_line(r.stderr), r.stderr[-2000:]
+    assert "inherits '../mmdet/mask-rcnn_davit-t_fpn_1x_coco.py', which is not at" in r.stderr
+    assert "keep your configs under this checkout's configs/" in r.stderr and not (tmp_path / 'wd').exists()
