@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from davit_deploy import folder
 from helpers import build_from_config, detections_of, python_tool, toy_data
 
 pytest.importorskip('onnxruntime')
@@ -121,6 +122,8 @@ def test_deploy_writes_the_graph_and_what_inference_needs(deployed):
             meta = json.load(f)
         assert meta['task'] == TASKS[task]
         assert meta['classes'] == CLASSES[task]
+        # the session settings chosen for the task, which --verify ran in and the runtime opens with
+        assert meta['runtime']['onnxruntime'] == folder.TASK_SESSION[TASKS[task]]
         assert meta['preprocess']['mean'] and meta['preprocess']['to_rgb'] is True
         assert len(meta['verification']) == 3  # the generated images, none at the export's size
         assert all(r['size'] != [64, 96] for r in meta['verification'])
