@@ -77,7 +77,7 @@ def _check_path(token, declared, problems, where):
             or '...' in token or '<' in token):
         return
     for path in _expand_braces(token):
-        if path in declared:
+        if path in declared or any(d.startswith(path.rstrip('/') + '/') for d in declared):  # the folder of one
             continue
         if not (glob.glob(os.path.join(ROOT, path)) if '*' in path else os.path.exists(os.path.join(ROOT, path))):
             problems.append(f'{where}: {path} does not exist')
