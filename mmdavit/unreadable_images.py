@@ -2,7 +2,7 @@
 
 mmcv's ``LoadImageFromFile`` fails on a truncated or corrupt file with an assertion, and mmengine's dataset retries
 only a pipeline that returns ``None``: one bad JPEG among a million ends a multi-day run when the sampler reaches it.
-:func:`skip_unreadable_images` rewrites a config (what the tools run, whoever wrote it) so that:
+:func:`skipping_unreadable_images` makes a Runner class (the tools', for any config) build its parts so that:
 
 - in training, :class:`SkipUnreadableImages` (a dataset wrapper) catches the failure, makes sure the image itself is
   what fails (a pipeline bug still raises), and hands out another sample in its place; the sample carries the path,
@@ -33,7 +33,7 @@ from mmengine.runner import TestLoop, ValLoop
 from .registry import DATASETS, HOOKS, LOOPS
 
 __all__ = ['SkipUnreadableImages', 'UnreadableImagesHook', 'SkipUnreadableValLoop', 'SkipUnreadableTestLoop',
-           'UnreadableImagesError', 'skip_unreadable_images', 'image_unreadable']
+           'UnreadableImagesError', 'skipping_unreadable_images', 'image_unreadable']
 
 WRAPPER = 'mmdavit.SkipUnreadableImages'
 HOOK = 'mmdavit.UnreadableImagesHook'
@@ -248,22 +248,48 @@ class SkipUnreadableTestLoop(_LeavesOutUnreadable, TestLoop):
     """mmengine's TestLoop, leaving out the images :class:`SkipUnreadableImages` marked unreadable."""
 
 
-def skip_unreadable_images(cfg) -> None:
-    """Wraps the config's datasets in :class:`SkipUnreadableImages`, swaps in the loops that leave marked images
-    out, and adds :class:`UnreadableImagesHook`; in place, unless ``corrupt_images.skip`` is False. Done last, just
-    before the Runner is built, so that everything else sees the config's datasets as written."""
-    opts = cfg.get('corrupt_images') or {}
-    if not opts.get('skip', True):
-        return
-    for phase in ('train', 'val', 'test'):
-        loader = cfg.get(f'{phase}_dataloader')
-        ds = loader.get('dataset') if loader else None
-        if isinstance(ds, dict) and ds.get('type') != WRAPPER:
-            loader['dataset'] = dict(type=WRAPPER, dataset=ds)
-    for key, (plain, ours) in LOOP_TYPES.items():
-        loop = cfg.get(key)
-        if isinstance(loop, dict) and loop.get('type', plain) in (plain, f'mmengine.{plain}'):
-            loop['type'] = ours
-    hooks = cfg.get('custom_hooks') or []
-    if not any(isinstance(h, dict) and h.get('type') == HOOK for h in hooks):
-        cfg.custom_hooks = list(hooks) + [dict(type=HOOK, max_skipped=opts.get('max_skipped'))]
+def _wrapped(dataloader):
+    """A dataloader config whose dataset is wrapped in :class:`SkipUnreadableImages` (a copy; anything else as is)."""
+    if not isinstance(dataloader, dict) or not isinstance(dataloader.get('dataset'), dict):
+        return dataloader
+    if dataloader['dataset'].get('type') == WRAPPER:
+        return dataloader
+    return dict(dataloader, dataset=dict(type=WRAPPER, dataset=dataloader['dataset']))
+
+
+def _leaving_out(loop, key: str):
+    """A val/test loop config as the loop that leaves marked images out (a copy), where it is mmengine's own."""
+    plain, ours = LOOP_TYPES[key]
+    if isinstance(loop, dict) and loop.get('type', plain) in (plain, f'mmengine.{plain}'):
+        return dict(loop, type=ours)
+    return loop
+
+
+def skipping_unreadable_images(runner_cls, options: Optional[dict] = None):
+    """``runner_cls`` building its dataloaders, evaluation loops and hooks so that an unreadable image costs a
+    sample (module docstring), unless ``options`` (the config's ``corrupt_images``) say ``skip=False``.
+
+    Done where the Runner builds them, not by rewriting the config: the config the Runner dumps into the work dir
+    and keeps in each checkpoint's ``meta`` stays the one the user wrote, which mmdet's and mmseg's own tools and
+    inferencers read back (``cfg.test_dataloader.dataset.pipeline``)."""
+    options = dict(options or {})
+    if not options.get('skip', True):
+        return runner_cls
+
+    class SkipsUnreadableImages(runner_cls):
+        @staticmethod
+        def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+            return runner_cls.build_dataloader(_wrapped(dataloader), seed=seed, diff_rank_seed=diff_rank_seed)
+
+        def build_val_loop(self, loop):
+            return super().build_val_loop(_leaving_out(loop, 'val_cfg'))
+
+        def build_test_loop(self, loop):
+            return super().build_test_loop(_leaving_out(loop, 'test_cfg'))
+
+        def register_custom_hooks(self, hooks):
+            super().register_custom_hooks(list(hooks or []) + [dict(type=HOOK,
+                                                                    max_skipped=options.get('max_skipped'))])
+
+    SkipsUnreadableImages.__name__ = SkipsUnreadableImages.__qualname__ = runner_cls.__name__
+    return SkipsUnreadableImages

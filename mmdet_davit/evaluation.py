@@ -19,7 +19,7 @@ from mmengine.logging import MMLogger
 
 from mmdavit.registry import METRICS
 
-__all__ = ['CocoMetric', 'name_coco_metric_keys']
+__all__ = ['CocoMetric', 'naming_coco_metric_keys']
 
 ITEMS = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
 
@@ -55,10 +55,27 @@ class CocoMetric(MMDetCocoMetric):
         return out
 
 
-def name_coco_metric_keys(cfg) -> None:
-    """mmdet's ``CocoMetric`` in the config's evaluators -> :class:`CocoMetric` (same arguments), in place."""
-    for key in ('val_evaluator', 'test_evaluator'):
-        evaluator = cfg.get(key)
-        for metric in evaluator if isinstance(evaluator, list) else [evaluator]:
-            if isinstance(metric, dict) and metric.get('type') in ('CocoMetric', 'mmdet.CocoMetric'):
-                metric['type'] = 'mmdavit.CocoMetric'
+def _named(metric):
+    if isinstance(metric, dict) and metric.get('type') in ('CocoMetric', 'mmdet.CocoMetric'):
+        return dict(metric, type='mmdavit.CocoMetric')
+    return metric
+
+
+def naming_coco_metric_keys(runner_cls):
+    """``runner_cls`` building :class:`CocoMetric` where its config names mmdet's (same arguments). At build time,
+    so that the config the Runner dumps and keeps in checkpoints stays the one the user wrote."""
+
+    class NamesCocoMetricKeys(runner_cls):
+        def build_evaluator(self, evaluator):
+            if isinstance(evaluator, list):
+                evaluator = [_named(m) for m in evaluator]
+            elif isinstance(evaluator, dict) and 'metrics' in evaluator:
+                metrics = evaluator['metrics']
+                evaluator = dict(evaluator, metrics=[_named(m) for m in metrics] if isinstance(metrics, list)
+                                 else _named(metrics))
+            else:
+                evaluator = _named(evaluator)
+            return super().build_evaluator(evaluator)
+
+    NamesCocoMetricKeys.__name__ = NamesCocoMetricKeys.__qualname__ = runner_cls.__name__
+    return NamesCocoMetricKeys

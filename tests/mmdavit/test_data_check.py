@@ -95,12 +95,13 @@ def test_the_check_costs_about_what_loading_the_file_costs(tmp_path):
     path.write_text(json.dumps(dict(images=images, annotations=anns,
                                     categories=[dict(id=c + 1, name=f'c{c}') for c in range(80)])))
     del images, anns
-    start = time.perf_counter()
+    # CPU time of this process: the suite shares its cores with other tests
+    start = time.process_time()
     json.loads(path.read_text())
-    load_s = time.perf_counter() - start
-    start = time.perf_counter()
+    load_s = time.process_time() - start
+    start = time.process_time()
     report = check_coco_file(str(path), None, tuple(f'c{c}' for c in range(80)))
-    check_s = time.perf_counter() - start
+    check_s = time.process_time() - start
     assert report.boxes == n_img * per and report.partly_outside > 0
     assert check_s < 2.5 * load_s + 1.0, (check_s, load_s)
 

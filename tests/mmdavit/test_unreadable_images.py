@@ -6,11 +6,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from mmengine.config import Config
 from mmengine.structures import BaseDataElement
 
 from mmdavit.unreadable_images import (SkipUnreadableImages, UnreadableImagesError, UnreadableImagesHook,
-                                       _drop_unreadable, image_unreadable, skip_unreadable_images)
+                                       _drop_unreadable, image_unreadable, skipping_unreadable_images)
 
 
 class _Images:
@@ -163,17 +162,34 @@ def test_a_resumed_run_knows_the_images_skipped_before():
     assert hook.skipped == ['a.jpg']
 
 
-def test_the_config_is_rewritten_unless_the_user_opts_out():
-    base = dict(train_dataloader=dict(dataset=dict(type='CocoDataset')), val_dataloader=dict(dataset=dict(type='X')),
-                test_dataloader=None, val_cfg=dict(type='ValLoop'), test_cfg=dict(), custom_hooks=[dict(type='H')])
-    cfg = Config(base)
-    skip_unreadable_images(cfg)
-    assert cfg.train_dataloader.dataset.type == 'mmdavit.SkipUnreadableImages'
-    assert cfg.train_dataloader.dataset.dataset.type == 'CocoDataset'
-    assert cfg.val_cfg.type == 'mmdavit.SkipUnreadableValLoop' and cfg.test_cfg.type == 'mmdavit.SkipUnreadableTestLoop'
-    assert [h['type'] for h in cfg.custom_hooks] == ['H', 'mmdavit.UnreadableImagesHook']
-    skip_unreadable_images(cfg)  # twice: no second wrapper or hook
-    assert cfg.train_dataloader.dataset.dataset.type == 'CocoDataset' and len(cfg.custom_hooks) == 2
-    strict = Config(dict(base, corrupt_images=dict(skip=False)))
-    skip_unreadable_images(strict)
-    assert strict.train_dataloader.dataset.type == 'CocoDataset' and strict.val_cfg.type == 'ValLoop'
+class _Base:
+    """What the tools' Runner class is asked for: its parts echoed back."""
+    hooks = None
+
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        return dataloader
+
+    def build_val_loop(self, loop):
+        return loop
+
+    def build_test_loop(self, loop):
+        return loop
+
+    def register_custom_hooks(self, hooks):
+        self.hooks = hooks
+
+
+def test_the_runner_builds_the_skipping_parts_and_leaves_the_config_as_written():
+    runner = skipping_unreadable_images(_Base, dict(max_skipped=3))()
+    loader = dict(batch_size=2, dataset=dict(type='CocoDataset', ann_file='a.json'))
+    built = runner.build_dataloader(loader)
+    assert built['dataset'] == dict(type='mmdavit.SkipUnreadableImages', dataset=loader['dataset'])
+    assert loader['dataset']['type'] == 'CocoDataset'  # the config's own dict is untouched
+    assert runner.build_dataloader(built) == built  # wrapped once
+    assert runner.build_val_loop(dict(type='ValLoop'))['type'] == 'mmdavit.SkipUnreadableValLoop'
+    assert runner.build_test_loop(dict())['type'] == 'mmdavit.SkipUnreadableTestLoop'
+    assert runner.build_val_loop(dict(type='TeacherStudentValLoop'))['type'] == 'TeacherStudentValLoop'
+    runner.register_custom_hooks([dict(type='H')])
+    assert runner.hooks == [dict(type='H'), dict(type='mmdavit.UnreadableImagesHook', max_skipped=3)]
+    assert skipping_unreadable_images(_Base, dict(skip=False)) is _Base

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 
-from mmdet_davit.evaluation import CocoMetric, name_coco_metric_keys
+from mmdet_davit.evaluation import CocoMetric, naming_coco_metric_keys
 
 CLASSES = ('apple', 'pear')
 
@@ -77,10 +77,14 @@ def test_an_image_that_never_reached_the_metric_is_not_scored(ann_file):
     assert out['bbox_mAP'] == pytest.approx(1.0, abs=0.01)
 
 
-def test_configs_get_it_in_place_of_mmdet_s():
-    from mmengine.config import Config
-    cfg = Config(dict(val_evaluator=dict(type='CocoMetric', ann_file='a'),
-                      test_evaluator=[dict(type='mmdet.CocoMetric'), dict(type='DumpResults')]))
-    name_coco_metric_keys(cfg)
-    assert cfg.val_evaluator.type == 'mmdavit.CocoMetric'
-    assert [m['type'] for m in cfg.test_evaluator] == ['mmdavit.CocoMetric', 'DumpResults']
+def test_the_tools_runner_builds_it_in_place_of_mmdet_s():
+    class Base:
+        def build_evaluator(self, evaluator):
+            return evaluator
+
+    runner = naming_coco_metric_keys(Base)()
+    assert runner.build_evaluator(dict(type='CocoMetric', ann_file='a'))['type'] == 'mmdavit.CocoMetric'
+    built = runner.build_evaluator([dict(type='mmdet.CocoMetric'), dict(type='DumpResults')])
+    assert [m['type'] for m in built] == ['mmdavit.CocoMetric', 'DumpResults']
+    built = runner.build_evaluator(dict(type='Evaluator', metrics=[dict(type='CocoMetric')]))
+    assert built['metrics'][0]['type'] == 'mmdavit.CocoMetric'
