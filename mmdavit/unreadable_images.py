@@ -287,9 +287,10 @@ def skipping_unreadable_images(runner_cls, options: Optional[dict] = None):
         def build_test_loop(self, loop):
             return super().build_test_loop(_leaving_out(loop, 'test_cfg'))
 
-        def register_custom_hooks(self, hooks):
-            super().register_custom_hooks(list(hooks or []) + [dict(type=HOOK,
-                                                                    max_skipped=options.get('max_skipped'))])
+        def register_hooks(self, default_hooks=None, custom_hooks=None):
+            # register_hooks, not register_custom_hooks: mmengine calls the latter only for a config that has some
+            hook = dict(type=HOOK, max_skipped=options.get('max_skipped'))
+            super().register_hooks(default_hooks, list(custom_hooks or []) + [hook])
 
     SkipsUnreadableImages.__name__ = SkipsUnreadableImages.__qualname__ = runner_cls.__name__
     return SkipsUnreadableImages

@@ -176,8 +176,8 @@ class _Base:
     def build_test_loop(self, loop):
         return loop
 
-    def register_custom_hooks(self, hooks):
-        self.hooks = hooks
+    def register_hooks(self, default_hooks=None, custom_hooks=None):
+        self.hooks = custom_hooks
 
 
 def test_the_runner_builds_the_skipping_parts_and_leaves_the_config_as_written():
@@ -190,6 +190,8 @@ def test_the_runner_builds_the_skipping_parts_and_leaves_the_config_as_written()
     assert runner.build_val_loop(dict(type='ValLoop'))['type'] == 'mmdavit.SkipUnreadableValLoop'
     assert runner.build_test_loop(dict())['type'] == 'mmdavit.SkipUnreadableTestLoop'
     assert runner.build_val_loop(dict(type='TeacherStudentValLoop'))['type'] == 'TeacherStudentValLoop'
-    runner.register_custom_hooks([dict(type='H')])
+    runner.register_hooks(None, None)  # a config without custom_hooks: mmengine passes None
+    assert runner.hooks == [dict(type='mmdavit.UnreadableImagesHook', max_skipped=3)]
+    runner.register_hooks(None, [dict(type='H')])
     assert runner.hooks == [dict(type='H'), dict(type='mmdavit.UnreadableImagesHook', max_skipped=3)]
     assert skipping_unreadable_images(_Base, dict(skip=False)) is _Base
