@@ -1,4 +1,4 @@
-"""A detector graph's padded outputs (``dets``, ``labels``, ``masks``: see ``mmdavit/detector_graph.py``) as mmdet
+"""A detector graph's padded outputs (``dets``, ``labels``, ``masks``: see ``mmdavit/export/detector_graph.py``) as mmdet
 gives its predictions: boxes at the original image's size, masks pasted there, in numpy.
 
 ``paste_mask`` is mmdet's ``FCNMaskHead`` pasting (``_do_paste_mask``, CPU path: one box at a time, over the box's

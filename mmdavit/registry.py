@@ -9,9 +9,9 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmdavit', locations=['mmdavit'])
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmdavit', locations=['mmdavit.hooks',
-                                                                             'mmdavit.unreadable_images'])
-DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='mmdavit', locations=['mmdavit.unreadable_images'])
-LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='mmdavit', locations=['mmdavit.unreadable_images'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmdavit', locations=['mmdavit.training.checkpoint_hook',
+                                                                             'mmdavit.data.unreadable_images'])
+DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='mmdavit', locations=['mmdavit.data.unreadable_images'])
+LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='mmdavit', locations=['mmdavit.data.unreadable_images'])
 # mmdet's CocoMetric with its per-class keys named by metric (mmdet_davit.evaluation: it needs mmdet)
 METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='mmdavit', locations=['mmdet_davit.evaluation'])

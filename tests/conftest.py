@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 
-# first: transformers 5 (for the Florence-2 tests) beside mmpretrain 1.2.0 needs mmdavit.mmpretrain_compat to run
+# first: transformers 5 (for the Florence-2 tests) beside mmpretrain 1.2.0 needs mmdavit.models.mmpretrain_compat to run
 # before any test module imports mmpretrain.models
 import mmdavit  # noqa: E402,F401,I100
 

@@ -68,7 +68,7 @@ def build_from_config(path, **overrides):
     """Builds the model of a config in its own scope, ``pretrained`` mapped as tools/train.py maps it."""
     from mmengine.config import Config
 
-    from mmdavit.loading import build_model, map_pretrained
+    from mmdavit.checkpoints.reader import build_model, map_pretrained
     cfg = Config.fromfile(path if os.path.isabs(path) else os.path.join(ROOT, path))
     if overrides:
         cfg.merge_from_dict(overrides)
@@ -228,7 +228,7 @@ def drop_path_rates(model):
 
 def killable_classifier_config(folder, name, epochs, val_interval):
     """Writes FOLDER/NAME: a small seeded DaViT classifier (16-wide stages, drop path on) on 8 images of the toy
-    ImageFolder set, a checkpoint every epoch, with tests/mmdavit/killpoints.py's KillPoint hook (put that folder
+    ImageFolder set, a checkpoint every epoch, with tests/mmdavit/training/killpoints.py's KillPoint hook (put that folder
     on PYTHONPATH); what the crash-safety and the multi-node tests train. Returns the path."""
     toy_data('imagenet')
     path = os.path.join(str(folder), name)
@@ -328,7 +328,7 @@ def reference(module):
         sys.path.append(folder)
         # transformers now importable in this process, as in a user's environment that has it: mmdavit's import
         # checked for it before it was on the path
-        from mmdavit.mmpretrain_compat import keep_mmpretrain_importable
+        from mmdavit.models.mmpretrain_compat import keep_mmpretrain_importable
         keep_mmpretrain_importable()
     try:
         return importlib.import_module(module)

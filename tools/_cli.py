@@ -1,7 +1,7 @@
 """What every script in tools/ shares (imported as ``_cli``: a script's own folder is on ``sys.path``): the common
 options, the two kinds of one-line error and the exit codes they give (2: bad input, nothing written; 1: a rank lost
 mid-run), and the quiet log. Config handling is in ``_config``, the distributed path in ``_dist``; how checkpoints are
-read and checked is library code (``mmdavit.loading``). Nothing here is library API."""
+read and checked is library code (``mmdavit.checkpoints.reader``). Nothing here is library API."""
 from __future__ import annotations
 
 import argparse
@@ -21,9 +21,9 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 import torch.distributed as dist  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
-from mmdavit.loading import CheckpointError, short_cause  # noqa: E402,F401  short_cause: for the tools' messages
-from mmdavit.resume import ResumeError  # noqa: E402
-from mmdavit.unreadable_images import UnreadableImagesError  # noqa: E402
+from mmdavit.checkpoints.reader import CheckpointError, short_cause  # noqa: E402,F401  short_cause: for the tools' messages
+from mmdavit.training.resume import ResumeError  # noqa: E402
+from mmdavit.data.unreadable_images import UnreadableImagesError  # noqa: E402
 
 # what `train.py --validate-only` prints on stdout for the launchers: the checkpoint every rank resumes from
 RESUME_LINE = 'resume-from: '

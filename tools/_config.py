@@ -10,10 +10,10 @@ from typing import Iterable, List, Optional
 from mmengine.config import Config
 
 from _cli import UserError, prechecked
-from mmdavit.data_check import DataCheckError, check_coco_file, check_num_classes, check_seg_maps
-from mmdavit.hooks import use_atomic_checkpoints
-from mmdavit.loading import CheckpointError, check_pretrained as _check_pretrained, map_pretrained
-from mmdavit.resume import ResumeError, check_resumable, find_resume_checkpoint
+from mmdavit.data.check import DataCheckError, check_coco_file, check_num_classes, check_seg_maps
+from mmdavit.training.checkpoint_hook import use_atomic_checkpoints
+from mmdavit.checkpoints.reader import CheckpointError, check_pretrained as _check_pretrained, map_pretrained
+from mmdavit.training.resume import ResumeError, check_resumable, find_resume_checkpoint
 
 TOY_HINTS = {
     'mmdet': 'python tools/make_toy_data.py coco data/toy_coco',
@@ -49,7 +49,7 @@ def load_config(path: str, cfg_options: Optional[dict], work_dir: Optional[str])
         map_pretrained(cfg.model)
     except ValueError as e:
         raise UserError(f'{path}: model.backbone: {e}') from None
-    use_atomic_checkpoints(cfg)  # importing mmdavit.hooks made the mmdavit hook scope
+    use_atomic_checkpoints(cfg)  # importing mmdavit.training.checkpoint_hook made the mmdavit hook scope
     dist_timeout(cfg)
     if work_dir:
         cfg.work_dir = work_dir
@@ -104,7 +104,7 @@ def _checkpoint_dirs(cfg: Config) -> List[str]:
 def resolve_resume(cfg: Config, resume: Optional[str], launcher: str = 'none') -> Optional[str]:
     """Sets cfg.resume/load_from for ``--resume`` (``'auto'``: no path given) and returns the line to log.
 
-    Without a path: the newest checkpoint of the run that loads (mmdavit.resume); none at all starts the run as a
+    Without a path: the newest checkpoint of the run that loads (mmdavit.training.resume); none at all starts the run as a
     first run would (with the config's own load_from). A given path must be a complete training checkpoint. Either
     way a bad file is one line and exit code 2, before anything is written.
     """
@@ -169,7 +169,7 @@ def _dataset_cfgs(cfg: Config, phases: Iterable[str]) -> List[dict]:
 
 def check_datasets(cfg: Config, phases: Iterable[str], launcher: str = 'none') -> None:
     """Fails before the Runner makes its work dir when a dataset folder or annotation file is missing, or when the
-    data does not fit the config (mmdavit.data_check: class names, listed images, label values, num_classes,
+    data does not fit the config (mmdavit.data.check: class names, listed images, label values, num_classes,
     reduce_zero_label); what mmdet or mmseg drop or change on their own is printed as ``note:`` lines. A worker
     started by the launchers skips the reading of the annotations: the launcher's --validate-only did it once."""
     scope = cfg.get('default_scope')
@@ -236,7 +236,7 @@ def _heads(model: dict, names: Iterable[str]) -> dict:
 
 
 def _check_coco(cfg: Config, ds: dict, checked: set) -> None:
-    """A COCO-style dataset against its annotation file (mmdavit.data_check.check_coco_file), once per file and
+    """A COCO-style dataset against its annotation file (mmdavit.data.check.check_coco_file), once per file and
     names; the heads' num_classes against its class names."""
     import mmdet.datasets  # noqa: F401  fills the registry
     from mmdet.datasets import CocoDataset

@@ -111,12 +111,12 @@ def last_checkpoint_hint(work_dir: str) -> str:
 
 def build_runner(cfg: Config, model=None):
     """The config's Runner (``runner_type`` or mmengine's), building its parts so that an image that cannot be
-    decoded costs a sample, not the run (mmdavit.unreadable_images), and mmdet's COCO metric as
+    decoded costs a sample, not the run (mmdavit.data.unreadable_images), and mmdet's COCO metric as
     mmdet_davit.evaluation's. ``model``: a task model already built and loaded (one build and one checkpoint read,
     where a tool has done both to check the input first)."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    from mmdavit.unreadable_images import skipping_unreadable_images
+    from mmdavit.data.unreadable_images import skipping_unreadable_images
     runner_cls = RUNNERS.get(cfg.runner_type) if 'runner_type' in cfg else Runner
     runner_cls = skipping_unreadable_images(runner_cls, cfg.get('corrupt_images'))
     if cfg.get('default_scope') == 'mmdet':

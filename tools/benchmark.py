@@ -23,7 +23,7 @@ as the official model) has random weights of the same shapes: speed does not dep
 --onnx also exports ours (davit_backbone.export, TorchScript exporter, batch/H/W dynamic) and times it in
 onnxruntime's CPU provider with as many threads as torch uses: ``onnxruntime`` images/s and ``onnx_ratio`` =
 onnxruntime / ours eager (its memory is onnxruntime's own, which the profiler does not see: n/a). With --maskrcnn,
-the whole detector as tools/deploy.py exports it (mmdavit.detector_graph), timed with the runtime's post-processing
+the whole detector as tools/deploy.py exports it (mmdavit.export.detector_graph), timed with the runtime's post-processing
 (boxes rescaled, masks pasted: davit_deploy.detection), against its eager ``test_step``.
 --with-cp also measures ours without checkpointing and reports ``with_cp_memory_ratio`` (peak with / without).
 --ours-only leaves timm, mmpretrain and plain out (``ratio`` null): for a tower as big as huge_fl (360M parameters, their
@@ -189,7 +189,7 @@ def make_detector_onnx_step(model, data, size):
 
     from davit_backbone.export import onnx_session
     from davit_deploy.detection import postprocess
-    from mmdavit.detector_graph import DetectorGraph, export_detector
+    from mmdavit.export.detector_graph import DetectorGraph, export_detector
     path = os.path.join(tempfile.mkdtemp(prefix='davit-bench-'), 'maskrcnn.onnx')
     export_detector(DetectorGraph(model.eval()), path, (size[0] // 2, size[1] // 2))
     session = onnx_session(path, threads=torch.get_num_threads())

@@ -22,7 +22,7 @@ _env.require('torch', 'mmdavit')
 import torch  # noqa: E402
 
 from davit_backbone import CheckpointFormatError, convert_state_dict, to_florence2, to_official  # noqa: E402
-from mmdavit.loading import CheckpointError, read_checkpoint  # noqa: E402  the tools' one gate
+from mmdavit.checkpoints.reader import CheckpointError, read_checkpoint  # noqa: E402  the tools' one gate
 
 
 def main(argv=None):

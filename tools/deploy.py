@@ -26,7 +26,7 @@ import time
 import _cli as ru  # tools/ is on sys.path as the script's folder; first: it checks the environment (_env)
 import numpy as np  # noqa: I100
 import _config  # noqa: E402
-from mmdavit.loading import Checkpoint, build_model  # noqa: E402
+from mmdavit.checkpoints.reader import Checkpoint, build_model  # noqa: E402
 
 LOGIT_ATOL = 1e-4
 PIXEL_AGREEMENT = 0.999
@@ -55,7 +55,7 @@ def parse_args(argv=None):
 
 
 def refusal(e) -> str:
-    """mmdavit.deploy's refusal of a model or config in this tool's words: the override to pass, or the command that
+    """mmdavit.export.graphs's refusal of a model or config in this tool's words: the override to pass, or the command that
     runs the model as it is."""
     if e.cfg_option:
         return f'{e}: pass --cfg-options {e.cfg_option}'
@@ -178,9 +178,9 @@ def main(argv=None):
     from davit_backbone.export import DEFAULT_OPSET, DYNAMO_MIN_SIZE, export_onnx
     from davit_deploy import folder
     from davit_deploy.model import onnx_session  # verified in the runtime's own session
-    from mmdavit.dataset_meta import class_names, config_dataset_meta
-    from mmdavit.detector_graph import UnsupportedDetector, check_opset, export_detector
-    from mmdavit.deploy import DeployError, check_scope, graph_for, postprocess_recipe, preprocess_recipe
+    from mmdavit.data.meta import class_names, config_dataset_meta
+    from mmdavit.export.detector_graph import UnsupportedDetector, check_opset, export_detector
+    from mmdavit.export.graphs import DeployError, check_scope, graph_for, postprocess_recipe, preprocess_recipe
     try:
         check_scope(scope)
     except DeployError as e:

@@ -14,7 +14,7 @@ import os
 import _cli as ru  # tools/ is on sys.path as the script's folder
 import _config
 import _dist
-from mmdavit.loading import Checkpoint, build_model
+from mmdavit.checkpoints.reader import Checkpoint, build_model
 
 
 def parse_args(argv=None):

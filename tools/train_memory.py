@@ -5,7 +5,7 @@
 
 Builds the config's model and optimizer (random weights: the pretrained checkpoint is not read), runs one warm-up
 training step on a random batch (detection: 8 boxes and masks per image; segmentation and classification: random
-labels), then measures one more (mmdavit.memory). Prints a table and, last, one JSON line. On the CPU the peak is
+labels), then measures one more (mmdavit.training.memory). Prints a table and, last, one JSON line. On the CPU the peak is
 the replay of the profiler's allocation records: the tensors a GPU would hold, without its context (0.5-1 GB) and
 its allocator's slack. SyncBN becomes BN (one process holds the same tensors).
 """
@@ -17,8 +17,8 @@ import _cli as ru  # tools/ is on sys.path as the script's folder; first: it che
 import _config
 import torch
 
-from mmdavit.loading import build_model
-from mmdavit.memory import random_batch, training_step_memory
+from mmdavit.checkpoints.reader import build_model
+from mmdavit.training.memory import random_batch, training_step_memory
 
 DEFAULT_SIZES = {'mmdet': (800, 1344), 'mmseg': (512, 512), 'mmpretrain': (224, 224)}
 

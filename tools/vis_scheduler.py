@@ -22,7 +22,7 @@ import warnings
 
 import _cli as ru  # tools/ is on sys.path as the script's folder
 import _config
-from mmdavit.schedule import learning_rates
+from mmdavit.training.schedule import learning_rates
 from mmengine.config import DictAction
 
 # nothing is trained, so no optimizer step precedes a scheduler step (and the Runner logs at ERROR level only: its

@@ -170,7 +170,7 @@ def test_bare_checkpoint_reaches_a_backbone_inside_a_task_model(seed, tmp_path):
     """The tools' gate converts for the model it is given: an official classifier file given to a model holding the
     backbone (as ``backbone``) and a separate ``head.fc`` fills both, and mmengine reports nothing unexpected or
     missing."""
-    from mmdavit.loading import Checkpoint
+    from mmdavit.checkpoints.reader import Checkpoint
     ref = randomize_norms(DaViT('tiny', num_classes=10))
     model = _task_model()
     messages = []

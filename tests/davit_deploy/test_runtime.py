@@ -31,7 +31,7 @@ def image():
                                  dict(type='Resize', scale=(2048, 512), keep_ratio=True)])
 def test_resize_as_mmcv(image, cfg):
     from mmcv.transforms import Resize
-    from mmdavit.deploy import _resize_step
+    from mmdavit.export.graphs import _resize_step
     ref = Resize(**{k: v for k, v in cfg.items() if k != 'type'})(dict(img=image.copy()))['img']
     assert np.array_equal(apply_step(image, _resize_step(cfg)), ref)
 
@@ -41,7 +41,7 @@ def test_resize_as_mmcv(image, cfg):
 def test_resize_edge_and_center_crop_as_mmpretrain(image, edge, backend, interp):
     from mmcv.transforms import CenterCrop
     from mmpretrain.datasets.transforms import ResizeEdge
-    from mmdavit.deploy import _resize_step
+    from mmdavit.export.graphs import _resize_step
     cfg = dict(type='ResizeEdge', scale=73, edge=edge, backend=backend, interpolation=interp)
     ref = ResizeEdge(**{k: v for k, v in cfg.items() if k != 'type'})(dict(img=image.copy()))['img']
     ours = apply_step(image, _resize_step(cfg))

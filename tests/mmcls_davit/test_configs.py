@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers import ROOT, build_from_config, drop_path_rates, randomize_norms, weight_decay_of
-from mmdavit.schedule import learning_rates
+from mmdavit.training.schedule import learning_rates
 
 
 @pytest.mark.parametrize('arch,params_m,drop_path', [('tiny', 28.3, 0.1), ('small', 49.7, 0.2), ('base', 87.9, 0.4)])

@@ -44,7 +44,7 @@ def test_validate_converted_checkpoint(tmp_path, fmt, seed):
     assert f'{fmt}-format DaViT checkpoint' in r.stdout + r.stderr and re.search(r"'accuracy/top1': [0-9.]+", r.stdout)
     # same logits as timm once loaded the way test.py loads it
     from helpers import build_from_config
-    from mmdavit.loading import Checkpoint
+    from mmdavit.checkpoints.reader import Checkpoint
     _, model = build_from_config(os.path.join('configs', 'toy', 'davit-t_toy-imagefolder.py'))
     Checkpoint(str(path)).load_into(model.eval())
     x = torch.randn(2, 3, 64, 64)

@@ -8,7 +8,7 @@ import torch
 
 from helpers import (ROOT, build_from_config, built_on_meta, config_files, drop_path_rates, task_config,
                      weight_decay_of, without_scope)
-from mmdavit.schedule import learning_rates
+from mmdavit.training.schedule import learning_rates
 
 CONFIGS = config_files('mmdet') + [os.path.join(ROOT, 'configs', n) for n in (
     'davit_retinanet_1x_coco.py', 'davit_retinanet_3x_coco.py', 'davit_maskrcnn_1x_coco.py',

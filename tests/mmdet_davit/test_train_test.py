@@ -69,7 +69,7 @@ def test_test_tool_reports_coco_metrics_and_draws(trained, tmp_path):
 
 def test_weights_only_loading_of_mmengine_checkpoint(trained):
     # the allow-list holds inside the reader only: nothing global is needed, nothing global is changed
-    from mmdavit.checkpoint import mmengine_checkpoint_globals
+    from mmdavit.checkpoints.allow_list import mmengine_checkpoint_globals
     with mmengine_checkpoint_globals():
         ckpt = torch.load(os.path.join(trained, 'epoch_4.pth'), map_location='cpu')  # torch's default: weights_only
     assert 'message_hub' in ckpt and 'state_dict' in ckpt

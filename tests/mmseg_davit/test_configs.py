@@ -7,7 +7,7 @@ import torch
 
 from helpers import (ROOT, build_from_config, built_on_meta, config_files, drop_path_rates, task_config,
                      weight_decay_of, without_scope)
-from mmdavit.schedule import learning_rates
+from mmdavit.training.schedule import learning_rates
 
 T_CONFIG = os.path.join(ROOT, 'configs/mmseg/upernet_davit-t_8xb2-160k_ade20k-512x512.py')
 CONFIGS = config_files('mmseg') + [os.path.join(ROOT, 'configs', 'upernet_davit_512x512_160k_ade20k.py')]

@@ -231,7 +231,7 @@ def test_bad_input_one_line_exit_2_nothing_written(deployed, ckpts, images, work
 
 def test_the_librarys_refusals_worded_with_the_flag_or_command_that_gets_past_them():
     import deploy
-    from mmdavit.deploy import DeployError
+    from mmdavit.export.graphs import DeployError
     assert deploy.refusal(DeployError("model.test_cfg.mode is 'slide'", cfg_option='model.test_cfg.mode=whole')) \
         == "model.test_cfg.mode is 'slide': pass --cfg-options model.test_cfg.mode=whole"
     assert deploy.refusal(DeployError('DINO with DINOHead: no graph', runs_in_pytorch=True)) \

@@ -4,7 +4,7 @@ one CPU process each, gloo) sharing one work dir, as nodes share a file system.
 A run trains to the end; a node whose launcher is killed mid-run (its process group, SIGKILL, as a scheduler does)
 ends the other node within seconds with one line, either way round (node 0 also hosts torchrun's store); a node that
 hangs instead ends the other after env_cfg.dist_cfg.timeout; and --resume on the restarted pair continues from the
-last complete checkpoint to the weights of the uninterrupted run. ``killpoints`` (tests/mmdavit) stalls the node to
+last complete checkpoint to the weights of the uninterrupted run. ``killpoints`` (tests/mmdavit/training) stalls the node to
 be killed after a chosen iteration, so that the other is waiting for it in a collective when the kill comes.
 """
 import os
@@ -19,7 +19,7 @@ import pytest
 
 from helpers import ROOT, killable_classifier_config, run_tool
 
-KILLPOINTS = os.path.join(ROOT, 'tests', 'mmdavit')
+KILLPOINTS = os.path.join(ROOT, 'tests', 'mmdavit', 'training')
 EPOCHS = 3
 # Two ranks of batch 4 on 8 images: one iteration an epoch, a checkpoint after each. Stalled after iteration 2, a
 # node leaves epoch_1.pth as the last complete checkpoint, whichever it is: epoch 2's save starts by gathering every

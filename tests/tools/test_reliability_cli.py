@@ -105,7 +105,7 @@ def test_segmentation_labels_and_reduce_zero_label_are_checked_before_anything_i
 @pytest.mark.slow
 def test_past_the_limit_of_unreadable_images_the_run_stops_with_one_line(tmp_path):
     """A truncated JPEG with corrupt_images.max_skipped=0. (Training on with an unreadable image, and evaluation
-    without it: tests/docs/test_custom_dataset.py; every rank alike: tests/mmdavit/test_unreadable_images.py.)"""
+    without it: tests/docs/test_custom_dataset.py; every rank alike: tests/mmdavit/data/test_unreadable_images.py.)"""
     data = tmp_path / 'coco'
     r = python_tool('tools/make_toy_data.py', 'coco', str(data), '--n-train', '2', '--n-val', '1', '--seed', '2')
     assert r.returncode == 0, r.stderr

@@ -13,7 +13,7 @@ import time
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-import mmdavit.atomic_io as atomic
+import mmdavit.training.atomic_io as atomic
 
 SAVE = os.environ.get('KILLPOINT_SAVE')
 ITER = int(os.environ.get('KILLPOINT_ITER') or 0)

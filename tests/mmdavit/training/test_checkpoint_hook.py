@@ -13,7 +13,7 @@ def _ckpt(path, epoch, it=None, **extra):
 
 
 def test_atomic_write_leaves_old_file_when_the_write_dies(tmp_path, monkeypatch):
-    import mmdavit.atomic_io as hooks
+    import mmdavit.training.atomic_io as hooks
     target = tmp_path / 'last_checkpoint'
     hooks.atomic_write(str(target), 'old')
 
@@ -28,7 +28,7 @@ def test_atomic_write_leaves_old_file_when_the_write_dies(tmp_path, monkeypatch)
 
 
 def test_resume_search_prefers_last_checkpoint_then_newest_loadable(tmp_path):
-    from mmdavit.resume import ResumeError, find_resume_checkpoint
+    from mmdavit.training.resume import ResumeError, find_resume_checkpoint
     assert find_resume_checkpoint(str(tmp_path))[0] is None
     for e in (1, 2, 10):
         _ckpt(tmp_path / f'epoch_{e}.pth', e)
@@ -54,7 +54,7 @@ def test_resume_search_prefers_last_checkpoint_then_newest_loadable(tmp_path):
 
 
 def test_weights_alone_are_not_resumable(tmp_path):
-    from mmdavit.resume import ResumeError, check_resumable
+    from mmdavit.training.resume import ResumeError, check_resumable
     torch.save({'state_dict': {'w': torch.zeros(2)}}, tmp_path / 'w.pth')
     with pytest.raises(ResumeError, match='no training state.*load_from='):
         check_resumable(str(tmp_path / 'w.pth'))
@@ -63,8 +63,8 @@ def test_weights_alone_are_not_resumable(tmp_path):
 def test_resume_state_loads_weights_only(tmp_path):
     """What an exact resume needs beyond mmengine's own keys: every rank's generator states, and (with --amp)
     the loss scaler's state inside the optimizer's. Both must load with weights_only=True."""
-    import mmdavit.rng as hooks
-    from mmdavit.resume import check_resumable, load_checkpoint_file
+    import mmdavit.training.rng as hooks
+    from mmdavit.training.resume import check_resumable, load_checkpoint_file
     scaler = torch.amp.GradScaler('cpu', init_scale=2.0 ** 11)
     scaler._growth_tracker = torch.tensor(7)  # noqa  as after 7 steps without overflow
     state = hooks.rng_state()
@@ -93,7 +93,7 @@ def test_resume_state_loads_weights_only(tmp_path):
 def test_every_config_gets_the_atomic_hook_with_its_arguments(path):
     from mmengine.config import Config
 
-    from mmdavit.hooks import use_atomic_checkpoints
+    from mmdavit.training.checkpoint_hook import use_atomic_checkpoints
     plain = Config.fromfile(os.path.join(ROOT, path)).default_hooks.checkpoint
     cfg = Config.fromfile(os.path.join(ROOT, path))
     use_atomic_checkpoints(cfg)
@@ -112,8 +112,8 @@ def test_mmseg_and_mmcls_configs_name_it_for_other_tools(path):
     cfg = Config.fromfile(path)
     assert cfg.default_hooks.checkpoint.type == 'mmdavit.AtomicCheckpointHook'
     init_default_scope(cfg.default_scope)
-    import mmdavit.hooks
-    assert isinstance(HOOKS.build(cfg.default_hooks.checkpoint), mmdavit.hooks.AtomicCheckpointHook)
+    import mmdavit.training.checkpoint_hook
+    assert isinstance(HOOKS.build(cfg.default_hooks.checkpoint), mmdavit.training.checkpoint_hook.AtomicCheckpointHook)
 
 
 def test_hook_resume_search_for_other_entry_points(tmp_path):
@@ -123,8 +123,8 @@ def test_hook_resume_search_for_other_entry_points(tmp_path):
 
     from mmengine.logging import MMLogger
 
-    from mmdavit.hooks import AtomicCheckpointHook
-    from mmdavit.resume import ResumeError
+    from mmdavit.training.checkpoint_hook import AtomicCheckpointHook
+    from mmdavit.training.resume import ResumeError
     _ckpt(tmp_path / 'iter_4.pth', 0, 4)
     (tmp_path / 'iter_6.pth').write_bytes(b'PK\x03\x04 truncated')
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_6.pth'))

@@ -1,4 +1,4 @@
-"""mmdavit/unreadable_images.py: an image that cannot be decoded costs a sample, not the run; every rank counts the
+"""mmdavit/data/unreadable_images.py: an image that cannot be decoded costs a sample, not the run; every rank counts the
 same images and stops together; evaluation leaves the image out of the batch."""
 import os
 
@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from mmengine.structures import BaseDataElement
 
-from mmdavit.unreadable_images import (SkipUnreadableImages, UnreadableImagesError, UnreadableImagesHook,
+from mmdavit.data.unreadable_images import (SkipUnreadableImages, UnreadableImagesError, UnreadableImagesHook,
                                        _drop_unreadable, image_unreadable, skipping_unreadable_images)
 
 

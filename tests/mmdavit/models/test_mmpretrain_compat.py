@@ -1,4 +1,4 @@
-"""mmdavit/mmpretrain_compat.py: with transformers importable (the tests' reference folder on the path, as in a
+"""mmdavit/models/mmpretrain_compat.py: with transformers importable (the tests' reference folder on the path, as in a
 user's environment that has it), mmdet's and mmpretrain's models import once mmdavit is imported first, and fail
 with mmpretrain 1.2.0's own error without it."""
 import os

@@ -3,7 +3,7 @@
 Inheritance (not a wrapper attribute) keeps the state-dict keys identical to the plain model, so a detector's
 ``backbone.*`` weights and a bare DaViT checkpoint share one layout. A Pretrained ``init_cfg`` is loaded by
 ``init_weights`` (the backbone's door, as mmdet's Swin converts there); whole-model loaders go through
-``mmdavit.loading``'s gate and checkpoint scheme.
+``mmdavit.checkpoints.reader``'s gate and checkpoint scheme.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from mmengine.model import BaseModule
 
 from davit_backbone import DaViT as _DaViT
 
-from .loading import load_init_cfg_pretrained, pretrained_init_cfg
+from ..checkpoints.reader import load_init_cfg_pretrained, pretrained_init_cfg
 
 OUT_TYPES = ('featmap', 'raw', 'avg_featmap', 'pre_logits')
 _STAGE_CFG_KEYS = {'window_size': 'window_size', 'ffn_ratio': 'mlp_ratio', 'qkv_bias': 'qkv_bias',
@@ -153,7 +153,7 @@ class DaViT(_DaViT, BaseModule):
             load_init_cfg_pretrained(self, cfg)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """The one rename left inside loading, and why: the checkpoint scheme (``mmdavit.loading.task_checkpoint``)
+        """The one rename left inside loading, and why: the checkpoint scheme (``mmdavit.checkpoints.reader.task_checkpoint``)
         cannot see the model, so it hands a classifier's final norm as ``norm{last}`` (mmpretrain's layout); a
         ``pre_logits`` backbone holds that norm as ``head.norm``. Only keys under this module's prefix are touched."""
         last = f'{prefix}norm{self.num_stages - 1}.'

@@ -33,7 +33,7 @@ from mmengine.dist import all_gather_object, get_rank, get_world_size, is_main_p
 from mmengine.hooks import CheckpointHook
 
 from .atomic_io import TMP_SUFFIX, atomic_backend_name, atomic_write
-from .registry import HOOKS
+from ..registry import HOOKS
 from .rng import RestoreBeforeNextBatch, rng_state, set_rng_state
 
 __all__ = ['AtomicCheckpointHook', 'use_atomic_checkpoints', 'ATOMIC_CHECKPOINT_HOOK']

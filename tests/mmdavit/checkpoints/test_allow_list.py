@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmdavit.checkpoint import load_checkpoint_file, mmengine_checkpoint_globals
+from mmdavit.checkpoints.allow_list import load_checkpoint_file, mmengine_checkpoint_globals
 
 
 class _GetattrOnStr:

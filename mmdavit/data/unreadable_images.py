@@ -30,7 +30,7 @@ from mmengine.dist import all_gather_object, all_reduce, is_main_process
 from mmengine.hooks import Hook
 from mmengine.runner import TestLoop, ValLoop
 
-from .registry import DATASETS, HOOKS, LOOPS
+from ..registry import DATASETS, HOOKS, LOOPS
 
 __all__ = ['SkipUnreadableImages', 'UnreadableImagesHook', 'SkipUnreadableValLoop', 'SkipUnreadableTestLoop',
            'UnreadableImagesError', 'skipping_unreadable_images', 'image_unreadable']

@@ -1,4 +1,4 @@
-"""mmdavit/loading.py: one read per checkpoint, one place for ``pretrained``, the early check whatever key a config
+"""mmdavit/checkpoints/reader.py: one read per checkpoint, one place for ``pretrained``, the early check whatever key a config
 uses, and the fit check after a non-strict load."""
 import os
 
@@ -7,7 +7,7 @@ import torch
 
 from davit_backbone import DaViT
 from helpers import ROOT, build_from_config, to_timm
-from mmdavit.loading import Checkpoint, CheckpointError, check_pretrained, map_pretrained, pretrained_init_cfg
+from mmdavit.checkpoints.reader import Checkpoint, CheckpointError, check_pretrained, map_pretrained, pretrained_init_cfg
 
 CLS = 'configs/toy/davit-t_toy-imagefolder.py'
 
@@ -81,7 +81,7 @@ def test_one_read_one_load_and_the_fit_check(tmp_path, loads):
 def test_resume_check_reads_through_the_gate_memory_mapped(tmp_path, loads):
     """--resume looks at meta only: the one gate, memory-mapped, so mmengine's own read is the file's only whole
     read; a broken file is the gate's one wording."""
-    from mmdavit.resume import ResumeError, check_resumable
+    from mmdavit.training.resume import ResumeError, check_resumable
     torch.save({'state_dict': {'w': torch.ones(2)}, 'meta': {'epoch': 1, 'iter': 2}}, tmp_path / 'epoch_1.pth')
     assert check_resumable(str(tmp_path / 'epoch_1.pth')) == (1, 2)
     assert loads == [('epoch_1.pth', True)]

@@ -1,4 +1,4 @@
-"""mmdavit/data_check.py: a config's class names, listed images, boxes, label values and num_classes against the
+"""mmdavit/data/check.py: a config's class names, listed images, boxes, label values and num_classes against the
 dataset's files."""
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmdavit.data_check import (DataCheckError, check_coco_classes, check_coco_file, check_num_classes,
+from mmdavit.data.check import (DataCheckError, check_coco_classes, check_coco_file, check_num_classes,
                                 check_seg_maps)
 
 

@@ -21,7 +21,7 @@ import torch
 from davit_backbone.convert import CheckpointFormatError, convert_state_dict, strip_module_prefix
 from davit_backbone.loading import describe_load, fresh_norms, load_file, prepare_state_dict
 
-from .checkpoint import mmengine_checkpoint_globals
+from .allow_list import mmengine_checkpoint_globals
 
 __all__ = ['CheckpointError', 'Checkpoint', 'read_checkpoint', 'short_cause', 'pretrained_init_cfg',
            'map_pretrained', 'check_pretrained', 'build_model', 'register_checkpoint_scheme', 'HF_CHECKPOINT_SCHEME',

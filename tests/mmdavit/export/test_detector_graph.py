@@ -1,4 +1,4 @@
-"""mmdavit.detector_graph: the glue that replaces mmdet's per-image Python loops (NMS, top-k, RoI levels), checked
+"""mmdavit.export.detector_graph: the glue that replaces mmdet's per-image Python loops (NMS, top-k, RoI levels), checked
 against mmdet's and mmcv's own code; the ONNX export of whole detectors is in tests/tools/test_deploy.py."""
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from helpers import build_from_config, toy_data
 
-from mmdavit.detector_graph import DetectorGraph, nms_topk
+from mmdavit.export.detector_graph import DetectorGraph, nms_topk
 
 
 def _random_boxes(rng, batch, n, size=100.0):
@@ -92,7 +92,7 @@ def test_mask_rcnn_graph_is_mmdet_predict(seed):
 
 
 def test_unsupported_detectors_are_refused():
-    from mmdavit.deploy import DeployError, graph_for
+    from mmdavit.export.graphs import DeployError, graph_for
     _, model = _detector('configs/toy/mask-rcnn_davit-t_toy-coco-quick.py')
     model.roi_head.bbox_head.bbox_coder = type('TBLRBBoxCoder', (), {})()
     with pytest.raises(DeployError, match='TBLRBBoxCoder') as e:
@@ -103,7 +103,7 @@ def test_unsupported_detectors_are_refused():
 def test_query_based_detectors_are_refused():
     """DINO's predict is a top-k over (query, class) pairs of its last decoder layer, without anchors or NMS: the
     graph has no such path yet, and says so in one line naming detector and head."""
-    from mmdavit.deploy import DeployError, graph_for
+    from mmdavit.export.graphs import DeployError, graph_for
     _, model = build_from_config('configs/toy/dino_davit-t_toy-coco.py')
     with pytest.raises(DeployError, match=r'^DINO with DINOHead: ') as e:
         graph_for('mmdet', model)

@@ -66,7 +66,7 @@ def _resolve_globals() -> List[Any]:
 @contextlib.contextmanager
 def mmengine_checkpoint_globals():
     """torch's weights-only allow-list extended by :data:`CHECKPOINT_GLOBALS` for the ``with`` block only: the
-    readers (``mmdavit.loading.read_checkpoint`` and the mmengine scheme that uses it) read inside it."""
+    readers (``mmdavit.checkpoints.reader.read_checkpoint`` and the mmengine scheme that uses it) read inside it."""
     if not hasattr(torch.serialization, 'safe_globals'):  # torch < 2.5 loads these without an allow-list
         yield
         return
@@ -84,7 +84,7 @@ def allow_mmengine_checkpoints() -> None:
 
 def load_checkpoint_file(path: str, map_location='cpu'):
     """Thin alias kept for callers of 0.1: ``davit_backbone.load_file`` inside :func:`mmengine_checkpoint_globals`;
-    its errors are ``load_file``'s. The tools' gate is ``mmdavit.loading.read_checkpoint``."""
+    its errors are ``load_file``'s. The tools' gate is ``mmdavit.checkpoints.reader.read_checkpoint``."""
     from davit_backbone import load_file
     with mmengine_checkpoint_globals():
         return load_file(path, map_location)

@@ -1,4 +1,4 @@
-"""mmdavit.deploy: the pieces tools/deploy.py assembles (the whole-model graphs are run in tests/tools/test_deploy.py)."""
+"""mmdavit.export.graphs: the pieces tools/deploy.py assembles (the whole-model graphs are run in tests/tools/test_deploy.py)."""
 import numpy as np
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from helpers import build_from_config
 
-from mmdavit.deploy import DeployError, IntegralAdaptiveAvgPool2d, check_scope, graph_for, preprocess_recipe
+from mmdavit.export.graphs import DeployError, IntegralAdaptiveAvgPool2d, check_scope, graph_for, preprocess_recipe
 
 
 @pytest.mark.parametrize('out', [1, 2, 3, 6, (2, 5)])

@@ -40,7 +40,7 @@ MIN_OPSET = 16  # RoiAlign's coordinate_transformation_mode (mmcv's aligned=True
 class UnsupportedDetector(ValueError):
     """A detector (or opset) this graph cannot express. ``runs_in_pytorch``: nothing in the config makes it
     exportable, the model itself still runs (a tool points to its PyTorch path); otherwise the message names the
-    setting to change. ``mmdavit.deploy`` hands it on as its ``DeployError``."""
+    setting to change. ``mmdavit.export.graphs`` hands it on as its ``DeployError``."""
 
     def __init__(self, message: str, runs_in_pytorch: bool = False):
         super().__init__(message)
