@@ -1,6 +1,8 @@
 """The deployed folder's contract, read and written here alone: ``DIR/model.onnx`` and ``DIR/deploy.json`` (format
 and version, task, the graph's file, inputs and outputs, preprocessing, class names and palette, the export's
-provenance and verification, and since 2026-12 the onnxruntime session settings chosen for the task: ``runtime``).
+provenance and verification, and since 2026-12 the onnxruntime session settings chosen for the task: ``runtime``;
+an int8 folder (``tools/deploy.py --int8``) holds ``model-int8.onnx`` instead, named by ``model``, and says how it
+was quantised and verified under ``quantization``).
 ``tools/deploy.py`` writes it through ``write``, the runtime reads it through
 ``read``; both check the same keys, so a folder the writer makes is one the reader takes, and a folder of another
 format, or from a newer version of the writer, is refused before a session is opened."""
@@ -17,6 +19,12 @@ VERSION = 1
 FORMAT = f'{FORMAT_NAME}/{VERSION}'
 META_FILE = 'deploy.json'
 MODEL_FILE = 'model.onnx'
+INT8_MODEL_FILE = 'model-int8.onnx'  # the graph of a folder written with --int8: its name says what it is
+MODEL_FILES = (MODEL_FILE, INT8_MODEL_FILE)
+# deploy.json's "quantization" (int8 folders only; a reader of version 1 that predates it opens "model" all the
+# same, and onnxruntime runs the int8 graph): "method" one of QUANT_METHODS, the rest is the record of how
+# (mmdavit.export.quantize's settings), on what, and within which tolerances it was verified
+QUANT_METHODS = ('dynamic', 'static')
 TASKS = ('mmpretrain', 'mmseg', 'mmdet')
 REQUIRED = ('format', 'task', 'model', 'input', 'outputs', 'preprocess')
 REQUIRED_INPUT = ('min_size', 'max_size')
@@ -50,20 +58,25 @@ def meta_path(folder: str) -> str:
 
 def new_meta(task: str, *, outputs: Sequence[str], preprocess: dict, classes: Sequence[str], palette,
              min_size: int, max_size: int, source: dict, verification: list, size_input: Optional[str] = None,
-             postprocess: Optional[dict] = None, session: Optional[dict] = None) -> dict:
+             postprocess: Optional[dict] = None, session: Optional[dict] = None,
+             quantization: Optional[dict] = None) -> dict:
     """deploy.json's content for a graph whose first input is the preprocessed batch; ``size_input``: the name of
-    a second input taking each image's (h, w) before padding (a detector's)."""
+    a second input taking each image's (h, w) before padding (a detector's); ``quantization``: an int8 graph's
+    record (``model`` is then ``INT8_MODEL_FILE``)."""
     inputs = dict(name='input', layout='NCHW float32, preprocessed (see preprocess)', min_size=min_size,
                   max_size=max_size, dynamic=['batch', 'height', 'width'])
     if size_input:
         inputs['size_input'] = size_input  # (B, 2) int64
-    meta = dict(format=FORMAT, task=task, model=MODEL_FILE, input=inputs, outputs=list(outputs),
+    meta = dict(format=FORMAT, task=task, model=INT8_MODEL_FILE if quantization else MODEL_FILE, input=inputs,
+                outputs=list(outputs),
                 preprocess=preprocess, classes=list(classes),
                 palette=[list(c) for c in palette] if palette is not None else None,
                 source=source, verification=verification)
     if postprocess is not None:
         meta['postprocess'] = postprocess
     meta['runtime'] = dict(onnxruntime=dict(session if session is not None else TASK_SESSION[task]))
+    if quantization is not None:
+        meta['quantization'] = dict(quantization)
     return meta
 
 
@@ -82,6 +95,23 @@ def _check_session(given) -> Optional[str]:
             return f'runtime.onnxruntime.{key} {value!r} (a whole number, -1 or more)'
         if key in ('enable_cpu_mem_arena', 'enable_mem_pattern', 'allow_spinning') and type(value) is not bool:
             return f'runtime.onnxruntime.{key} {value!r} (true or false)'
+    return None
+
+
+def _check_model(meta: dict) -> Optional[str]:
+    """What is off in deploy.json's model and quantization, or None: the graph is one of MODEL_FILES, in the folder
+    (no path), and an int8 graph comes with its record."""
+    model, quant = meta.get('model'), meta.get('quantization')
+    if model not in MODEL_FILES:
+        return f'model {model!r} (one of {", ".join(MODEL_FILES)})'
+    if quant is None:
+        return f'model {model!r} without a quantization record' if model == INT8_MODEL_FILE else None
+    if not isinstance(quant, dict):
+        return f'quantization is a JSON {type(quant).__name__}, not an object'
+    if quant.get('method') not in QUANT_METHODS:
+        return f'quantization.method {quant.get("method")!r} (one of {", ".join(QUANT_METHODS)})'
+    if model != INT8_MODEL_FILE:
+        return f'quantization with model {model!r} (an int8 graph is {INT8_MODEL_FILE})'
     return None
 
 
@@ -112,7 +142,7 @@ def check(meta, folder: str) -> dict:
         raise DeployFolderError(folder, path, DeployFolderError.INCOMPLETE, ', '.join(missing))
     runtime = meta.get('runtime', {})
     off = (f'runtime is a JSON {type(runtime).__name__}, not an object' if not isinstance(runtime, dict)
-           else _check_session(runtime.get('onnxruntime', {})))
+           else _check_session(runtime.get('onnxruntime', {}))) or _check_model(meta)
     if off:
         raise DeployFolderError(folder, path, DeployFolderError.UNREADABLE, off)
     return meta

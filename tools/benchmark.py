@@ -7,6 +7,7 @@
     python tools/benchmark.py --arch huge_fl --dense --mode train --with-cp --ours-only    # memory of a big tower
     python tools/benchmark.py --onnx [--dense] [--size 800 1216]     # + ours exported, in onnxruntime (CPU)
     python tools/benchmark.py --maskrcnn --onnx [--size 800 1216]    # + our whole Mask R-CNN, in onnxruntime
+    python tools/benchmark.py --onnx --int8 [dynamic|static] ...    # + that graph int8 (tools/deploy.py --int8)
 
 Prints a table and one JSON line: images/s for ``ours`` (with the CPU fast paths this machine chose, see
 davit_backbone/kernels.py), ``plain`` (the same model with every fast path off), ``timm``, ``mmpretrain`` (absent
@@ -24,7 +25,10 @@ as the official model) has random weights of the same shapes: speed does not dep
 onnxruntime's CPU provider with as many threads as torch uses: ``onnxruntime`` images/s and ``onnx_ratio`` =
 onnxruntime / ours eager (its memory is onnxruntime's own, which the profiler does not see: n/a). With --maskrcnn,
 the whole detector as tools/deploy.py exports it (mmdavit.export.detector_graph), timed with the runtime's post-processing
-(boxes rescaled, masks pasted: davit_deploy.detection), against its eager ``test_step``.
+(boxes rescaled, masks pasted: davit_deploy.detection), against its eager ``test_step``. --int8 also times that
+graph's backbone quantised as ``tools/deploy.py --int8`` does (mmdavit.export.quantize; static: calibrated on the
+benchmark's own input), interleaved with the rest: ``onnxruntime_int8`` images/s and ``int8_ratio`` = int8 / fp32
+onnxruntime.
 --with-cp also measures ours without checkpointing and reports ``with_cp_memory_ratio`` (peak with / without).
 --ours-only leaves timm, mmpretrain and plain out (``ratio`` null): for a tower as big as huge_fl (360M parameters, their
 AdamW states and the step's activations) three copies do not fit beside each other, and each costs minutes a step.
@@ -180,7 +184,7 @@ def make_detector_step(model, data, dtype, device):
     return step
 
 
-def make_detector_onnx_step(model, data, size):
+def make_detector_onnx_step(model, data, size, int8=None):
     """Our Mask R-CNN exported whole (at half the benchmark's size: the graph is dynamic), run as the deployed
     runtime runs it: normalise, the graph, then boxes and pasted masks (davit_deploy.detection)."""
     import tempfile
@@ -192,10 +196,13 @@ def make_detector_onnx_step(model, data, size):
     from mmdavit.export.detector_graph import DetectorGraph, export_detector
     path = os.path.join(tempfile.mkdtemp(prefix='davit-bench-'), 'maskrcnn.onnx')
     export_detector(DetectorGraph(model.eval()), path, (size[0] // 2, size[1] // 2))
-    session = onnx_session(path, threads=torch.get_num_threads())
     pre = model.data_preprocessor
     img = data['inputs'][0].numpy().astype(np.float32)
     mean, std = pre.mean.numpy().astype(np.float32), pre.std.numpy().astype(np.float32)
+    if int8:
+        x = ((img[::-1] if pre._channel_conversion else img) - mean) / std
+        path = _quantized(path, int8, dict(input=x[None], image_size=np.array([size], np.int64)))
+    session = onnx_session(path, threads=torch.get_num_threads())
     names = [o.name for o in session.get_outputs()]
 
     def step():
@@ -205,13 +212,25 @@ def make_detector_onnx_step(model, data, size):
     return step
 
 
-def make_onnx_step(model, x):
+def _quantized(path, method, feed):
+    """``path``'s graph with its backbone int8, as tools/deploy.py --int8 writes it (static: calibrated on
+    ``feed``)."""
+    from mmdavit.export.quantize import quantize
+    dst = path[:-len('.onnx')] + '-int8.onnx'
+    # the backbone's nodes are found by module name: in a bare DaViT (ours) they are /stages/..., not /backbone/...
+    quantize(path, dst, method, [feed], **({'scope': '/stages/'} if os.path.basename(path) == 'ours.onnx' else {}))
+    return dst
+
+
+def make_onnx_step(model, x, int8=None):
     """Ours exported at half the benchmark's size (the graph is dynamic: it is timed at the full one)."""
     import tempfile
     from davit_backbone.export import export_onnx, onnx_session
     path = os.path.join(tempfile.mkdtemp(prefix='davit-bench-'), 'ours.onnx')
     example = torch.randn(1, 3, max(33, x.shape[2] // 2), max(33, x.shape[3] // 2))
     export_onnx(model, path, example, dynamo=False)
+    if int8:
+        path = _quantized(path, int8, {'input': x.numpy()})
     session = onnx_session(path, threads=torch.get_num_threads())
     feed = {session.get_inputs()[0].name: x.numpy()}
     return lambda: session.run(None, feed)
@@ -233,6 +252,8 @@ def run(args):
         size = (size[0], size[0])
     if args.onnx and (args.mode != 'infer' or args.dtype != 'fp32' or device.type != 'cpu'):
         raise SystemExit('--onnx times fp32 inference on the CPU')
+    if args.int8 and not args.onnx:
+        raise SystemExit('--int8 times the onnxruntime graph int8: pass --onnx too')
     torch.manual_seed(0)
     if args.maskrcnn:
         if args.mode != 'infer':
@@ -259,6 +280,9 @@ def run(args):
     if args.onnx:
         steps['onnxruntime'] = (make_detector_onnx_step(models['ours'], data, size) if args.maskrcnn
                                 else make_onnx_step(models['ours'], x))
+    if args.int8:
+        steps['onnxruntime_int8'] = (make_detector_onnx_step(models['ours'], data, size, args.int8) if args.maskrcnn
+                                     else make_onnx_step(models['ours'], x, args.int8))
     if args.with_cp and not args.maskrcnn:  # the same model without checkpointing, for the memory ratio only
         plain = build_ours(args.arch, args.dense, with_cp=False).to(device)
         plain.load_state_dict(models['ours'].state_dict())
@@ -272,7 +296,7 @@ def run(args):
             step()
     # the profiler does not see allocations made inside inductor's generated CPU code
     measurable = not (args.compile and device.type == 'cpu')
-    memory = {name: peak_memory_mib(step, device) if measurable and name != 'onnxruntime' else None
+    memory = {name: peak_memory_mib(step, device) if measurable and not name.startswith('onnxruntime') else None
               for name, step in {**steps, **extra}.items()}
     # interleaved timing: each round times every model once, so drifts (thermal, other load) hit all alike
     times = {name: [] for name in steps}
@@ -286,13 +310,15 @@ def run(args):
             times[name].append((time.perf_counter() - t0) / args.iters)
     batch = 1 if args.maskrcnn else args.batch
     ips = {name: batch / statistics.median(t) for name, t in times.items()}
-    refs = {k: v for k, v in ips.items() if k not in ('ours', 'plain', 'onnxruntime')}
+    refs = {k: v for k, v in ips.items() if k not in ('ours', 'plain', 'onnxruntime', 'onnxruntime_int8')}
     result = {k: float(f'{v:.4g}') for k, v in ips.items()}  # 4 digits: a loaded CPU's Mask R-CNN runs at 0.1 img/s
     result['ratio'] = round(ips['ours'] / max(refs.values()), 3) if refs else None
     if 'plain' in ips:
         result['fast_ratio'] = round(ips['ours'] / ips['plain'], 3)
     if 'onnxruntime' in ips:
         result['onnx_ratio'] = round(ips['onnxruntime'] / ips['ours'], 3)
+    if 'onnxruntime_int8' in ips:
+        result['int8_ratio'] = round(ips['onnxruntime_int8'] / ips['onnxruntime'], 3)
     result['peak_mem_mib'] = {k: None if v is None else round(v, 1) for k, v in memory.items()}
     if extra and measurable:
         result['with_cp_memory_ratio'] = round(memory['ours'] / memory['ours_without_cp'], 3)
@@ -311,6 +337,7 @@ def run(args):
     result.update(settings=dict(arch='tiny' if args.maskrcnn else args.arch, batch=batch, size=list(size),
                                 device=args.device, dtype=args.dtype, mode=args.mode, dense=args.dense,
                                 maskrcnn=args.maskrcnn, compile=args.compile, with_cp=args.with_cp, onnx=args.onnx,
+                                int8=args.int8,
                                 ours_only=args.ours_only,
                                 threads=torch.get_num_threads(), torch=torch.__version__,
                                 cpu=kernels.cpu_model(), capability=torch.backends.cpu.get_cpu_capability(),
@@ -321,7 +348,7 @@ def run(args):
 
 
 def print_table(r):
-    names = [k for k in ('ours', 'plain', 'timm', 'mmpretrain', 'swin', 'onnxruntime') if k in r]
+    names = [k for k in ('ours', 'plain', 'timm', 'mmpretrain', 'swin', 'onnxruntime', 'onnxruntime_int8') if k in r]
     s = r['settings']
     what = 'Mask R-CNN' if s['maskrcnn'] else 'dense' if s['dense'] else 'classifier'
     print(f"\nDaViT-{s['arch']} {what} {s['mode']}, batch {s['batch']} at "
@@ -329,10 +356,10 @@ def print_table(r):
           f"{' with_cp' if s['with_cp'] else ''}, torch {s['torch']}, {s['threads']} threads")
     print(f"CPU {s['cpu']} ({s['capability']}), fast paths: {', '.join(s['fast_paths']) or 'none'} "
           f"({kernels.ENV_VAR}={s['fast_paths_setting']})")
-    print(f"{'model':<12}{'images/s':>12}{'ours is':>10}{'peak MiB':>12}" + (f"{'TFLOP/s':>10}" if 'tflops' in r else ''))
+    print(f"{'model':<17}{'images/s':>12}{'ours is':>10}{'peak MiB':>12}" + (f"{'TFLOP/s':>10}" if 'tflops' in r else ''))
     for n in names:
         mem = r['peak_mem_mib'][n]
-        row = f"{n:<12}{r[n]:>12.2f}{r['ours'] / r[n]:>9.3f}x" + (f"{mem:>12.1f}" if mem is not None else f"{'n/a':>12}")
+        row = f"{n:<17}{r[n]:>12.2f}{r['ours'] / r[n]:>9.3f}x" + (f"{mem:>12.1f}" if mem is not None else f"{'n/a':>12}")
         if 'tflops' in r:
             row += f"{r['tflops'][n]:>10.1f}"
         print(row)
@@ -342,6 +369,8 @@ def print_table(r):
         print(f"fast_ratio (ours / plain): {r['fast_ratio']}")
     if 'onnx_ratio' in r:
         print(f"onnx_ratio (onnxruntime / ours eager): {r['onnx_ratio']}")
+    if 'int8_ratio' in r:
+        print(f"int8_ratio (onnxruntime int8 / fp32): {r['int8_ratio']}")
     if 'with_cp_memory_ratio' in r:
         print(f"peak memory with_cp / without (ours): {r['with_cp_memory_ratio']} "
               f"({r['peak_mem_mib']['ours']:.0f} / {r['peak_mem_mib']['ours_without_cp']:.0f} MiB)")
@@ -360,6 +389,8 @@ def main(argv=None):
                    help="whole detectors: our DaViT-T Mask R-CNN vs mmdet's Swin-T Mask R-CNN (needs mmdet)")
     p.add_argument('--compile', action='store_true')
     p.add_argument('--onnx', action='store_true', help='also time ours exported to ONNX in onnxruntime (CPU, fp32)')
+    p.add_argument('--int8', nargs='?', const='dynamic', choices=['dynamic', 'static'],
+                   help='with --onnx: also time the graph with its backbone int8, as tools/deploy.py --int8 makes it')
     p.add_argument('--with-cp', action='store_true', help='gradient checkpointing in every model that has it')
     p.add_argument('--ours-only', action='store_true', help='no timm/mmpretrain references (big archs: memory, time)')
     p.add_argument('--warmup', type=int, default=3)

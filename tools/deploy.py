@@ -3,7 +3,7 @@
 to ONNX, ready for onnxruntime alone.
 
     python tools/deploy.py CONFIG CKPT --out DIR [--shape H W] [--opset N] [--exporter torchscript|dynamo]
-                           [--min-size N] [--max-size N] [--verify IMAGE_OR_DIR]
+                           [--min-size N] [--max-size N] [--verify IMAGE_OR_DIR] [--int8 [dynamic|static]]
 
 Writes DIR/model.onnx (one graph from a preprocessed image batch, any size within --min-size..--max-size, to the
 predictions: logits and scores, the class map at input size, or the detections after NMS with their masks) and
@@ -13,6 +13,10 @@ DIR appears, the exported graph and the PyTorch model run on the --verify images
 other than the export's) and must agree: logits within 1e-4, class maps on >= 99.9% of pixels; every detection of
 mmdet's own predict scoring >= 0.3 has a twin of the same class with box IoU >= 0.95, score within 0.02 and mask IoU
 >= 0.95. Run the folder with ``tools/infer.py DIR IMAGE_OR_DIR --out OUT``.
+--int8 (off by default) then quantises the verified graph's backbone with onnxruntime (mmdavit.export.quantize: dynamic, or
+static calibrated on the verification images), verifies that graph too, within the looser INT8_* tolerances below,
+and the folder holds it as model-int8.onnx instead of model.onnx (docs/deployment.md#int8: what it costs, where it
+pays).
 Everything is written under a temporary name and renamed into place last: a failed export leaves nothing behind.
 """
 import argparse
@@ -26,11 +30,22 @@ import time
 import _cli as ru  # tools/ is on sys.path as the script's folder; first: it checks the environment (_env)
 import numpy as np  # noqa: I100
 import _config  # noqa: E402
+from davit_deploy.folder import QUANT_METHODS  # noqa: E402
 from mmdavit.checkpoints.reader import Checkpoint, build_model  # noqa: E402
 
 LOGIT_ATOL = 1e-4
 PIXEL_AGREEMENT = 0.999
 DET_SCORE_THR, DET_SCORE_TOL, DET_MIN_IOU = 0.3, 0.02, 0.95
+# what the fp32 graph must meet (above), and the int8 graph (--int8): its logits within INT8_LOGIT_RTOL of the
+# largest |logit|, class maps on >= INT8_PIXEL_AGREEMENT of pixels, each PyTorch detection >= 0.3 paired with a twin
+# of the same class, score within INT8_SCORE_TOL, box and mask IoU >= INT8_MIN_IOU. Measured, with their margins, in
+# docs/deployment.md#int8
+TOLERANCES = dict(logit_rtol=LOGIT_ATOL, pixel_agreement=PIXEL_AGREEMENT, score_tol=DET_SCORE_TOL,
+                  min_iou=DET_MIN_IOU)
+INT8_LOGIT_RTOL, INT8_PIXEL_AGREEMENT, INT8_SCORE_TOL, INT8_MIN_IOU = 0.05, 0.98, 0.05, 0.9
+INT8_ADVICE = 'deploy without --int8 (or, after --int8 static, with --int8 dynamic)'
+INT8_TOLERANCES = dict(logit_rtol=INT8_LOGIT_RTOL, pixel_agreement=INT8_PIXEL_AGREEMENT, score_tol=INT8_SCORE_TOL,
+                       min_iou=INT8_MIN_IOU)
 
 
 def parse_args(argv=None):
@@ -49,6 +64,10 @@ def parse_args(argv=None):
     p.add_argument('--max-size', type=int, default=4096, help='largest input side the graph takes (default 4096)')
     p.add_argument('--verify', metavar='IMAGE_OR_DIR', default=None,
                    help='images to compare the export with PyTorch on (default: generated ones)')
+    p.add_argument('--int8', nargs='?', const='dynamic', choices=QUANT_METHODS, default=None,
+                   help="quantise the backbone to int8 after the fp32 graph is verified (onnxruntime's quantisation; "
+                        'dynamic, the default, or static: calibrated on the --verify images) and deploy that graph, '
+                        'verified within looser tolerances; pays on CPUs with VNNI or AMX (docs/deployment.md#int8)')
     p.add_argument('--cfg-options', nargs='+', action=ru.DictAction, dest='cfg_options',
                    help='override config keys, e.g. model.test_cfg.mode=whole')
     return p.parse_args(argv)
@@ -97,8 +116,9 @@ def preprocessed(name, img, recipe, lo, hi):
     return x, size
 
 
-def verify(scope, reference, session, recipe, images, lo, hi):
-    """PyTorch vs onnxruntime on each image's preprocessed batch; returns the report, raises on disagreement."""
+def verify(scope, reference, session, recipe, images, lo, hi, tol=TOLERANCES, what='exported graph'):
+    """PyTorch vs onnxruntime on each image's preprocessed batch, within ``tol``; returns the report, raises on
+    disagreement."""
     import torch
     from davit_backbone.export import run_onnx
     worst, rows = None, []
@@ -109,12 +129,14 @@ def verify(scope, reference, session, recipe, images, lo, hi):
         out = run_onnx(session, x)
         if scope == 'mmpretrain':
             err = float(np.abs(out[0] - ref[0]).max())
-            ok = err <= LOGIT_ATOL * max(1.0, float(np.abs(ref[0]).max()))
+            ok = err <= tol['logit_rtol'] * max(1.0, float(np.abs(ref[0]).max()))
             rows.append(dict(image=name, size=list(x.shape[2:]), max_logit_diff=err))
+            if tol is not TOLERANCES:  # int8: the classes as ranked, not only the logits
+                rows[-1]['top1_agreement'] = float((out[0].argmax(-1) == ref[0].argmax(-1)).mean())
         else:
             agree = float((out[1] == ref[1]).mean())
             err = float(np.abs(out[0] - ref[0]).max())
-            ok = agree >= PIXEL_AGREEMENT
+            ok = agree >= tol['pixel_agreement']
             rows.append(dict(image=name, size=list(x.shape[2:]), pixel_agreement=agree, max_logit_diff=err))
         print(f'verify {name}: {x.shape[2]}x{x.shape[3]} ' + ', '.join(
             f'{k} {v:.3g}' if k == 'max_logit_diff' else f'{k} {100 * v:.3f}%'
@@ -122,12 +144,13 @@ def verify(scope, reference, session, recipe, images, lo, hi):
         if not ok:
             worst = rows[-1]
     if worst:
-        raise ru.UserError(f'the exported graph disagrees with PyTorch on {worst["image"]} ({worst}); nothing was '
-                           'written: try --exporter dynamo or another --opset, and report it')
+        raise ru.UserError(f'the {what} disagrees with PyTorch on {worst["image"]} ({worst}); nothing was '
+                           'written: ' + ('try --exporter dynamo or another --opset, and report it'
+                                          if tol is TOLERANCES else INT8_ADVICE))
     return rows
 
 
-def verify_detector(model, session, recipe, images, lo, hi, mask_thr):
+def verify_detector(model, session, recipe, images, lo, hi, mask_thr, tol=TOLERANCES, what='exported graph'):
     """mmdet's own predict (rescaled to the image, masks pasted) against the graph in onnxruntime plus the
     runtime's post-processing (davit_deploy.detection), image by image; returns the report, raises on disagreement."""
     import torch
@@ -148,21 +171,52 @@ def verify_detector(model, session, recipe, images, lo, hi, mask_thr):
             ref['masks'] = inst.masks
         raw = dict(zip(outputs, session.run(None, {names[0]: x, names[1]: np.array([[h, w]], np.int64)})))
         got = postprocess(raw, (h, w), (h0, w0), mask_thr)
-        report = match(ref, got, DET_SCORE_THR, DET_SCORE_TOL)
+        report = match(ref, got, DET_SCORE_THR, tol['score_tol'])
         rows.append(dict(image=name, size=list(x.shape[2:]), **report))
         print(f'verify {name}: {x.shape[2]}x{x.shape[3]}, {report["reference"]} PyTorch detection(s) >= '
               f'{DET_SCORE_THR}, {report["paired"]} paired; worst box IoU {report["box_iou"]:.4f}, score diff '
               f'{report["score_diff"]:.2g}' + (f', mask IoU {report["mask_iou"]:.4f}' if 'masks' in ref else ''))
-        if (report['paired'] < report['reference'] or report['unexplained'] or report['box_iou'] < DET_MIN_IOU
-                or report['mask_iou'] < DET_MIN_IOU):
+        if (report['paired'] < report['reference'] or report['unexplained'] or report['box_iou'] < tol['min_iou']
+                or report['mask_iou'] < tol['min_iou']):
             bad = rows[-1]
     if bad:
-        raise ru.UserError(f'the exported graph disagrees with PyTorch on {bad["image"]} ({bad}); nothing was '
-                           'written: try another --opset, and report it')
+        raise ru.UserError(f'the {what} disagrees with PyTorch on {bad["image"]} ({bad}); nothing was '
+                           'written: ' + ('try another --opset, and report it' if tol is TOLERANCES
+                                          else INT8_ADVICE))
     if not any(r['reference'] for r in rows):
         print(f'note: no PyTorch detection scored >= {DET_SCORE_THR} on the verification images, so nothing was '
               'compared: pass --verify with images that show objects')
     return rows
+
+
+def int8(args, tmp, scope, check, recipe, images, lo, hi, fp32_rows):
+    """The verified fp32 graph in ``tmp`` quantised (mmdavit.export.quantize) and verified by ``check(session, tolerances,
+    what)`` within INT8_TOLERANCES; the fp32 graph removed. Returns (deploy.json's quantization, verification)."""
+    from davit_deploy import folder
+    from davit_deploy.model import onnx_session
+    from mmdavit.export.quantize import QuantizeError, quantize
+    src, dst = osp.join(tmp, folder.MODEL_FILE), osp.join(tmp, folder.INT8_MODEL_FILE)
+    source = '--verify' if args.verify else 'generated verification'
+    feeds = []
+    if args.int8 == 'static':  # the batches the verification ran, preprocessed as the runtime does
+        for name, img in images:
+            x, size = preprocessed(name, img, recipe, lo, hi)
+            feeds.append(dict(input=x, image_size=np.array([size], np.int64)) if scope == 'mmdet' else dict(input=x))
+        print(f'int8: calibrating on the {len(feeds)} {source} image(s)' + (
+            '' if args.verify else ': pass --verify with images like those the model will see'))
+    t0 = time.time()
+    try:
+        settings = quantize(src, dst, args.int8, feeds)
+    except QuantizeError as e:
+        raise ru.UserError(f'--int8: {e}; nothing was written: deploy without --int8') from None
+    os.remove(src)
+    print(f'int8 ({args.int8}): quantised the backbone\'s ' + ', '.join(
+        f'{n} {t}' for t, n in settings['quantized_nodes'].items()) + f' in {time.time() - t0:.1f} s; verifying it')
+    rows = check(onnx_session(dst, settings=folder.TASK_SESSION[scope]), INT8_TOLERANCES, 'int8 graph')
+    settings.update(tolerances=INT8_TOLERANCES, fp32_verification=fp32_rows)
+    if args.int8 == 'static':
+        settings.update(calibration_images=len(feeds), calibration_source=source)
+    return settings, rows
 
 
 def main(argv=None):
@@ -197,6 +251,13 @@ def main(argv=None):
     if scope == 'mmdet' and args.exporter == 'dynamo':
         raise ru.UserError('--exporter dynamo does not export detectors (their NMS is written for the TorchScript '
                            'exporter): leave --exporter at torchscript')
+    if args.int8 and args.exporter == 'dynamo':
+        raise ru.UserError('--int8 quantises graphs of the TorchScript exporter (it finds the backbone\'s layers by '
+                           'the module names that exporter gives the nodes): leave --exporter at torchscript')
+    from mmdavit.export.quantize import MIN_OPSET
+    if args.int8 and (args.opset or DEFAULT_OPSET) < MIN_OPSET:
+        raise ru.UserError(f'--int8 needs --opset {MIN_OPSET} or newer (per-channel int8 weights): raise --opset '
+                           'or leave it out')
     if args.exporter == 'dynamo' and lo < DYNAMO_MIN_SIZE:
         raise ru.UserError(f'--exporter dynamo takes inputs of {DYNAMO_MIN_SIZE} pixels a side or more: '
                            f'raise --min-size or use --exporter torchscript')
@@ -241,25 +302,32 @@ def main(argv=None):
         # verified in the session settings the folder will run with (deploy.json's runtime)
         session = onnx_session(osp.join(tmp, folder.MODEL_FILE), settings=folder.TASK_SESSION[scope])
         post = postprocess_recipe(cfg)
-        if scope == 'mmdet':
-            rows = verify_detector(model, session, recipe, images, lo, hi, post['mask_thr_binary'])
-        else:
-            rows = verify(scope, reference, session, recipe, images, lo, hi)
+
+        def check(session, tol=TOLERANCES, what='exported graph'):
+            if scope == 'mmdet':
+                return verify_detector(model, session, recipe, images, lo, hi, post['mask_thr_binary'], tol, what)
+            return verify(scope, reference, session, recipe, images, lo, hi, tol, what)
+        rows = check(session)
+        quantization = None
+        if args.int8:
+            del session
+            quantization, rows = int8(args, tmp, scope, check, recipe, images, lo, hi, rows)
         source = dict(config=args.config, checkpoint=args.checkpoint, exporter=args.exporter,
                       opset=args.opset or DEFAULT_OPSET, torch=torch.__version__, export_shape=list(args.shape),
                       date=datetime.date.today().isoformat())
         folder.write(tmp, folder.new_meta(
             scope, outputs=graph.output_names, preprocess=recipe, classes=classes, palette=palette, min_size=lo,
             max_size=hi, source=source, verification=rows, size_input='image_size' if scope == 'mmdet' else None,
-            postprocess=post if scope == 'mmdet' else None))
+            postprocess=post if scope == 'mmdet' else None, quantization=quantization))
         os.rename(tmp, out)
     finally:
         if osp.exists(tmp):
             shutil.rmtree(tmp)
             if made_parent and not os.listdir(parent):
                 os.rmdir(parent)
-    size = osp.getsize(osp.join(out, folder.MODEL_FILE)) / 2 ** 20
-    print(f'deployed to {args.out}: model.onnx ({size:.1f} MiB), deploy.json; run it with '
+    name = folder.INT8_MODEL_FILE if args.int8 else folder.MODEL_FILE
+    size = osp.getsize(osp.join(out, name)) / 2 ** 20
+    print(f'deployed to {args.out}: {name} ({size:.1f} MiB), deploy.json; run it with '
           f'python tools/infer.py {args.out} IMAGE_OR_DIR --out OUT')
     return 0
 

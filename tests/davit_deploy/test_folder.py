@@ -29,6 +29,15 @@ def test_round_trip(tmp_path):
     assert read['palette'] == [[1, 2, 3], [4, 5, 6]] and 'size_input' not in read['input']
 
 
+def test_int8_meta_names_its_graph_and_quantisation(tmp_path):
+    m = folder.new_meta('mmpretrain', outputs=('logits', 'scores'), preprocess={}, classes=[], palette=None,
+                        min_size=33, max_size=64, source={}, verification=[], quantization=dict(method='dynamic'))
+    folder.write(str(tmp_path), m)
+    read = folder.read(str(tmp_path))
+    assert read['model'] == folder.INT8_MODEL_FILE == 'model-int8.onnx' and read['quantization']['method'] == 'dynamic'
+    assert read['format'] == 'mmdavit-deploy/1'  # an optional key: a version-1 reader opens the model it names
+
+
 def test_detector_meta_names_its_size_input_and_postprocess(tmp_path):
     m = folder.new_meta('mmdet', outputs=['dets', 'labels'], preprocess={}, classes=[], palette=None, min_size=1,
                         max_size=64, source={}, verification=[], size_input='image_size',
@@ -47,6 +56,12 @@ def test_detector_meta_names_its_size_input_and_postprocess(tmp_path):
     (meta(format='mmdavit-deploy/2'), DeployFolderError.NEWER, 'mmdavit-deploy/2'),
     ({k: v for k, v in meta().items() if k != 'preprocess'}, DeployFolderError.INCOMPLETE, 'preprocess'),
     (meta(input=dict(max_size=64)), DeployFolderError.INCOMPLETE, 'input.min_size'),
+    # the graph is one of the folder's own two files; an int8 one comes with its quantisation record
+    (meta(model='../other/model.onnx'), DeployFolderError.UNREADABLE, "model '../other/model.onnx'"),
+    (meta(model='model-int8.onnx'), DeployFolderError.UNREADABLE, 'without a quantization record'),
+    (meta(model='model-int8.onnx', quantization=dict(method='int4')), DeployFolderError.UNREADABLE,
+     "quantization.method 'int4'"),
+    (meta(quantization=dict(method='dynamic')), DeployFolderError.UNREADABLE, "model 'model.onnx'"),
 ])
 def test_a_folder_it_cannot_run_is_refused_with_what_is_off(tmp_path, content, problem, detail):
     if isinstance(content, str):

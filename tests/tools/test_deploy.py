@@ -249,3 +249,62 @@ def test_segmenter_through_the_dynamo_exporter(ckpts, images, work):
         meta = json.load(f)
     assert meta['source']['exporter'] == 'dynamo' and len(meta['verification']) == 6
     assert all(r['pixel_agreement'] >= 0.999 and r['max_logit_diff'] <= 1e-4 for r in meta['verification'])
+
+
+def test_int8_folder_runs_in_the_runtime_and_says_how_it_was_quantised(ckpts, deployed, images, work):
+    """--int8 (dynamic, the default) on the toy classifier: the folder holds model-int8.onnx, named by deploy.json
+    with its quantisation record; the runtime and tools/infer.py DIR run it; it agrees with PyTorch within the
+    named int8 tolerances and ranks the classes as the fp32 folder does."""
+    import deploy
+    from davit_deploy import DeployedModel
+    out = str(work / 'cls_int8')
+    assert tool('deploy', CONFIGS['cls'], ckpts['cls'], '--out', out, '--shape', 64, 96, '--int8',
+                '--verify', images['cls']) == 0
+    assert sorted(os.listdir(out)) == ['deploy.json', folder.INT8_MODEL_FILE]
+    meta = folder.read(out)
+    q = meta['quantization']
+    assert meta['model'] == folder.INT8_MODEL_FILE and q['method'] == 'dynamic' and q['scope'] == 'backbone'
+    assert q['op_types'] == ['MatMul'] and q['quantized_nodes'] == {'MatMul': 48}  # DaViT-T's Linear layers
+    assert q['tolerances'] == deploy.INT8_TOLERANCES and len(q['fp32_verification']) == 6
+    assert all(r['max_logit_diff'] <= 1e-4 for r in q['fp32_verification'])
+    for r in meta['verification']:  # the int8 graph's: looser than fp32's, within the named tolerance
+        assert 1e-4 < r['max_logit_diff'] <= deploy.INT8_LOGIT_RTOL * 2 and r['top1_agreement'] == 1.0
+    int8, fp32 = DeployedModel(out), DeployedModel(deployed['cls'])
+    for name in sorted(os.listdir(images['cls'])):
+        a, b = int8.predict(os.path.join(images['cls'], name)), fp32.predict(os.path.join(images['cls'], name))
+        assert a['top'][0][0] == b['top'][0][0] and np.abs(a['scores'] - b['scores']).max() < 0.02, name
+    assert tool('infer', out, images['cls'], '--out', str(work / 'cls_int8_infer')) == 0
+    assert len(read(str(work / 'cls_int8_infer'))['images']) == 6
+
+
+def test_static_int8_is_calibrated_on_the_batches_given(deployed, images, work):
+    """mmdavit.export.quantize's static method (QDQ, MinMax calibration) on the fp32 graph of the deployed classifier; no
+    batches, no calibration: a typed error."""
+    from davit_deploy import DeployedModel
+    from davit_deploy.images import list_images, read_image
+    from davit_deploy.model import onnx_session
+    from mmdavit.export.quantize import QuantizeError, quantize
+    fp32 = DeployedModel(deployed['cls'])
+    xs = [fp32.preprocess(read_image(p))[0] for p in list_images(images['cls'])]
+    src, dst = os.path.join(deployed['cls'], folder.MODEL_FILE), str(work / 'static.onnx')
+    with pytest.raises(QuantizeError) as e:
+        quantize(src, dst, 'static', [])
+    assert e.value.problem == QuantizeError.NO_DATA and not os.path.exists(dst)
+    settings = quantize(src, dst, 'static', [dict(input=x) for x in xs])
+    assert settings['method'] == 'static' and settings['format'] == 'QDQ' and settings['calibration_batches'] == 6
+    session = onnx_session(dst)
+    for x in xs:
+        ref, got = fp32.run(x)['logits'], session.run(None, {'input': x})[0]
+        assert np.abs(got - ref).max() <= 0.05 * max(1.0, np.abs(ref).max()) and got.argmax() == ref.argmax()
+
+
+def test_int8_refusals_one_line_nothing_written(ckpts, work):
+    import _cli as ru
+    out = str(work / 'never_int8')
+    with pytest.raises(ru.UserError, match='--int8 needs --opset 13 or newer'):
+        tool('deploy', CONFIGS['cls'], ckpts['cls'], '--out', out, '--int8', '--opset', 12)
+    with pytest.raises(ru.UserError, match='--int8 quantises graphs of the TorchScript exporter'):
+        tool('deploy', CONFIGS['cls'], ckpts['cls'], '--out', out, '--int8', 'static', '--exporter', 'dynamo')
+    assert not os.path.exists(out) and not glob.glob(out + '.tmp-*')
+    r = python_tool('tools/deploy.py', CONFIGS['cls'], ckpts['cls'], '--out', out, '--int8', 'int4')
+    assert r.returncode == 2 and "invalid choice: 'int4'" in r.stderr and not os.path.exists(out)
