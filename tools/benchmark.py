@@ -13,8 +13,8 @@ Prints a table and one JSON line: images/s for ``ours`` (with the CPU fast paths
 davit_backbone/kernels.py), ``plain`` (the same model with every fast path off), ``timm``, ``mmpretrain`` (absent
 when not installed), ``ratio`` = ours / best reference, ``fast_ratio`` = ours / plain, peak memory of one step per model (CUDA: max allocated; CPU: peak of the tensor
 memory PyTorch's allocator handed out, from the profiler's allocation records), and on CUDA the achieved TFLOP/s
-(FLOPs from davit_backbone.flops, the counter of tools/get_flops.py) and its fraction of the device's peak. Needs
-torch and timm only; mmpretrain is optional. ``settings`` says where it ran: the CPU's model name and the instruction
+(FLOPs from davit_backbone.flops, the counter of tools/get_flops.py) and its fraction of the device's peak. The
+models and their steps are mmdavit.benchmarking's; mmpretrain is optional. ``settings`` says where it ran: the CPU's model name and the instruction
 set torch dispatches to (AVX2 / AVX512 / AMX...), threads, torch version, and which fast paths ``ours`` took
 (``MMDAVIT_FAST_PATHS=0|1|auto|<paths>`` forces them).
 
@@ -41,206 +41,19 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import sys
-import time
 
 import _env  # tools/ is on sys.path as the script's folder
 
-_env.require('torch', 'davit_backbone')
+_env.require('torch', 'davit_backbone', 'mmdavit')
 
 import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
 
-from davit_backbone import DaViT, kernels  # noqa: E402
+from davit_backbone import kernels  # noqa: E402
 from davit_backbone.flops import count_macs  # noqa: E402
 from davit_backbone.memory import peak_memory_mib  # noqa: E402
-
-DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-# dense bf16/fp16 tensor-core peaks (TFLOP/s) for the fraction-of-peak column
-PEAK_TFLOPS = {'H100': {'bf16': 989.0, 'fp16': 989.0, 'fp32': 67.0}, 'H200': {'bf16': 989.0, 'fp16': 989.0,
-                                                                               'fp32': 67.0},
-               'A100': {'bf16': 312.0, 'fp16': 312.0, 'fp32': 19.5}}
-
-
-class MMPretrainClassifier(nn.Module):
-    """mmpretrain's DaViT backbone with the official head order (pool, LayerNorm, Linear) for a like-for-like run."""
-
-    def __init__(self, backbone, dim, num_classes=1000):
-        super().__init__()
-        self.backbone, self.norm, self.fc = backbone, nn.LayerNorm(dim), nn.Linear(dim, num_classes)
-
-    def forward(self, x):
-        return self.fc(self.norm(self.backbone(x)[-1].mean((2, 3))))
-
-
-class DenseBackbone(nn.Module):
-    """Our DaViT as detectors call it: the four LayerNorm-ed NCHW maps of ``forward_dense``."""
-
-    def __init__(self, arch, with_cp):
-        super().__init__()
-        self.davit = DaViT(arch, with_head=False, out_indices=(0, 1, 2, 3), with_cp=with_cp, drop_path_rate=0.0)
-
-    def forward(self, x):
-        return self.davit.forward_dense(x)
-
-
-def build_ours(arch, dense, with_cp):
-    return DenseBackbone(arch, with_cp) if dense else DaViT(arch, with_cp=with_cp, drop_path_rate=0.0)
-
-
-def build_models(arch, dense, with_cp, references=True):
-    if not references:
-        return {'ours': build_ours(arch, dense, with_cp)}  # random weights: speed and memory do not depend on them
-    models = {}
-    import timm
-    ref = timm.create_model(f'davit_{arch}', features_only=dense, **({} if dense else {'num_classes': 1000}))
-    if with_cp:
-        ref.set_grad_checkpointing(True) if hasattr(ref, 'set_grad_checkpointing') else None
-    ours = build_ours(arch, dense, with_cp)
-    (ours.davit if dense else ours).load_state_dict(ref.state_dict(), strict=False)  # converted by the load hook
-    models['ours'] = ours
-    models['timm'] = ref
-    try:
-        from mmpretrain.models.backbones.davit import DaViT as MMPDaViT
-        # pad_small_map: pad maps smaller than a window, as the official model does (mmpretrain's default shrinks it)
-        mmp = MMPDaViT(arch=arch, out_indices=(0, 1, 2, 3) if dense else (3,), drop_path_rate=0.0, with_cp=with_cp,
-                       pad_small_map=True)
-        mmp.patch_embed.adaptive_padding = None
-        mmp.patch_embed.projection.padding = (3, 3)
-        models['mmpretrain'] = mmp if dense else MMPretrainClassifier(mmp, ours.embed_dims[-1])
-    except Exception as e:  # mmpretrain (and mmcv) are optional
-        print(f'[benchmark] mmpretrain not available ({type(e).__name__}); comparing with timm only', file=sys.stderr)
-    return models
-
-
-def _sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-
-
-def _autocast(device, dtype):
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-
-
-def make_step(model, x, mode, dtype, device):
-    autocast = _autocast(device, dtype)
-    if mode == 'infer':
-        model.eval()
-
-        def step():
-            with torch.inference_mode(), autocast:
-                out = model(x)
-            return out
-        return step
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-
-    def step():
-        with autocast:
-            out = model(x)
-            loss = sum(o.float().mean() for o in out) if isinstance(out, (list, tuple)) else out.float().mean()
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return step
-
-
-def build_maskrcnn_models(size):
-    """Our DaViT-T Mask R-CNN and mmdet's Swin-T Mask R-CNN, random weights, plus one preprocessed-ready input."""
-    import mmdet
-    from mmdet.structures import DetDataSample
-    from mmdet.utils import register_all_modules
-    from mmengine.config import Config
-
-    import mmdet_davit  # noqa: F401  registers DaViT into mmdet
-    from mmdet.registry import MODELS
-    register_all_modules(init_default_scope=True)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    configs = {'ours': os.path.join(root, 'configs/mmdet/mask-rcnn_davit-t_fpn_1x_coco.py'),
-               'swin': os.path.join(os.path.dirname(mmdet.__file__),
-                                    '.mim/configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')}
-    models = {}
-    for name, path in configs.items():
-        cfg = Config.fromfile(path).model
-        cfg.test_cfg.rcnn.score_thr = 0.0  # random heads score every class ~1/80: keep 100 boxes in both
-        cfg.backbone.pop('init_cfg', None)
-        cfg.backbone.pop('pretrained', None)
-        models[name] = MODELS.build(cfg)
-    h, w = size
-    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
-                                         pad_shape=(h, w), batch_input_shape=(h, w)))
-    data = dict(inputs=[torch.randint(0, 256, (3, h, w), dtype=torch.uint8)], data_samples=[sample])
-    return models, data
-
-
-def make_detector_step(model, data, dtype, device):
-    model.eval()
-    autocast = _autocast(device, dtype)
-
-    def step():
-        with torch.no_grad(), autocast:
-            return model.test_step(data)
-    return step
-
-
-def make_detector_onnx_step(model, data, size, int8=None):
-    """Our Mask R-CNN exported whole (at half the benchmark's size: the graph is dynamic), run as the deployed
-    runtime runs it: normalise, the graph, then boxes and pasted masks (davit_deploy.detection)."""
-    import tempfile
-
-    import numpy as np
-
-    from davit_backbone.export import onnx_session
-    from davit_deploy.detection import postprocess
-    from mmdavit.export.detector_graph import DetectorGraph, export_detector
-    path = os.path.join(tempfile.mkdtemp(prefix='davit-bench-'), 'maskrcnn.onnx')
-    export_detector(DetectorGraph(model.eval()), path, (size[0] // 2, size[1] // 2))
-    pre = model.data_preprocessor
-    img = data['inputs'][0].numpy().astype(np.float32)
-    mean, std = pre.mean.numpy().astype(np.float32), pre.std.numpy().astype(np.float32)
-    if int8:
-        x = ((img[::-1] if pre._channel_conversion else img) - mean) / std
-        path = _quantized(path, int8, dict(input=x[None], image_size=np.array([size], np.int64)))
-    session = onnx_session(path, threads=torch.get_num_threads())
-    names = [o.name for o in session.get_outputs()]
-
-    def step():
-        x = ((img[::-1] if pre._channel_conversion else img) - mean) / std
-        out = dict(zip(names, session.run(None, {'input': x[None], 'image_size': np.array([size], np.int64)})))
-        return postprocess(out, size, size)
-    return step
-
-
-def _quantized(path, method, feed):
-    """``path``'s graph with its backbone int8, as tools/deploy.py --int8 writes it (static: calibrated on
-    ``feed``)."""
-    from mmdavit.export.quantize import quantize
-    dst = path[:-len('.onnx')] + '-int8.onnx'
-    # the backbone's nodes are found by module name: in a bare DaViT (ours) they are /stages/..., not /backbone/...
-    quantize(path, dst, method, [feed], **({'scope': '/stages/'} if os.path.basename(path) == 'ours.onnx' else {}))
-    return dst
-
-
-def make_onnx_step(model, x, int8=None):
-    """Ours exported at half the benchmark's size (the graph is dynamic: it is timed at the full one)."""
-    import tempfile
-    from davit_backbone.export import export_onnx, onnx_session
-    path = os.path.join(tempfile.mkdtemp(prefix='davit-bench-'), 'ours.onnx')
-    example = torch.randn(1, 3, max(33, x.shape[2] // 2), max(33, x.shape[3] // 2))
-    export_onnx(model, path, example, dynamo=False)
-    if int8:
-        path = _quantized(path, int8, {'input': x.numpy()})
-    session = onnx_session(path, threads=torch.get_num_threads())
-    feed = {session.get_inputs()[0].name: x.numpy()}
-    return lambda: session.run(None, feed)
-
-
-def _plain(step):
-    def plain():
-        with kernels.disabled():
-            return step()
-    return plain
+from mmdavit.benchmarking import (DTYPES, PEAK_TFLOPS, build_maskrcnn_models, build_models, build_ours,  # noqa: E402
+                                  make_detector_onnx_step, make_detector_step, make_onnx_step, make_step, plain_step,
+                                  time_interleaved)
 
 
 def run(args):
@@ -276,7 +89,7 @@ def run(args):
             m, x, args.mode, dtype, device)
     if 'ours' in steps and not args.compile and not args.ours_only:
         # the same model with every fast path off, interleaved with the rest: what the paths gain (or cost) here
-        steps['plain'] = _plain(steps['ours'])
+        steps['plain'] = plain_step(steps['ours'])
     if args.onnx:
         steps['onnxruntime'] = (make_detector_onnx_step(models['ours'], data, size) if args.maskrcnn
                                 else make_onnx_step(models['ours'], x))
@@ -298,18 +111,9 @@ def run(args):
     measurable = not (args.compile and device.type == 'cpu')
     memory = {name: peak_memory_mib(step, device) if measurable and not name.startswith('onnxruntime') else None
               for name, step in {**steps, **extra}.items()}
-    # interleaved timing: each round times every model once, so drifts (thermal, other load) hit all alike
-    times = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            for _ in range(args.iters):
-                step()
-            _sync(device)
-            times[name].append((time.perf_counter() - t0) / args.iters)
+    seconds = time_interleaved(steps, args.rounds, args.iters, device)
     batch = 1 if args.maskrcnn else args.batch
-    ips = {name: batch / statistics.median(t) for name, t in times.items()}
+    ips = {name: batch / s for name, s in seconds.items()}
     refs = {k: v for k, v in ips.items() if k not in ('ours', 'plain', 'onnxruntime', 'onnxruntime_int8')}
     result = {k: float(f'{v:.4g}') for k, v in ips.items()}  # 4 digits: a loaded CPU's Mask R-CNN runs at 0.1 img/s
     result['ratio'] = round(ips['ours'] / max(refs.values()), 3) if refs else None

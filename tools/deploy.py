@@ -13,10 +13,10 @@ DIR appears, the exported graph and the PyTorch model run on the --verify images
 other than the export's) and must agree: logits within 1e-4, class maps on >= 99.9% of pixels; every detection of
 mmdet's own predict scoring >= 0.3 has a twin of the same class with box IoU >= 0.95, score within 0.02 and mask IoU
 >= 0.95. Run the folder with ``tools/infer.py DIR IMAGE_OR_DIR --out OUT``.
---int8 (off by default) then quantises the verified graph's backbone with onnxruntime (mmdavit.export.quantize: dynamic, or
-static calibrated on the verification images), verifies that graph too, within the looser INT8_* tolerances below,
-and the folder holds it as model-int8.onnx instead of model.onnx (docs/deployment.md#int8: what it costs, where it
-pays).
+--int8 (off by default) then quantises the verified graph's backbone with onnxruntime (mmdavit.export.quantize:
+dynamic, or static calibrated on the verification images), verifies that graph too, within the looser
+INT8_TOLERANCES of mmdavit.export.verify, and the folder holds it as model-int8.onnx instead of model.onnx
+(docs/deployment.md#int8: what it costs, where it pays).
 Everything is written under a temporary name and renamed into place last: a failed export leaves nothing behind.
 """
 import argparse
@@ -28,24 +28,16 @@ import sys
 import time
 
 import _cli as ru  # tools/ is on sys.path as the script's folder; first: it checks the environment (_env)
-import numpy as np  # noqa: I100
 import _config  # noqa: E402
 from davit_deploy.folder import QUANT_METHODS  # noqa: E402
 from mmdavit.checkpoints.reader import Checkpoint, build_model  # noqa: E402
+from mmdavit.export.verify import (INT8_TOLERANCES, TOLERANCES, Disagreement, calibration_feeds,  # noqa: E402
+                                   generated_images, verify, verify_detector)
 
-LOGIT_ATOL = 1e-4
-PIXEL_AGREEMENT = 0.999
-DET_SCORE_THR, DET_SCORE_TOL, DET_MIN_IOU = 0.3, 0.02, 0.95
-# what the fp32 graph must meet (above), and the int8 graph (--int8): its logits within INT8_LOGIT_RTOL of the
-# largest |logit|, class maps on >= INT8_PIXEL_AGREEMENT of pixels, each PyTorch detection >= 0.3 paired with a twin
-# of the same class, score within INT8_SCORE_TOL, box and mask IoU >= INT8_MIN_IOU. Measured, with their margins, in
-# docs/deployment.md#int8
-TOLERANCES = dict(logit_rtol=LOGIT_ATOL, pixel_agreement=PIXEL_AGREEMENT, score_tol=DET_SCORE_TOL,
-                  min_iou=DET_MIN_IOU)
-INT8_LOGIT_RTOL, INT8_PIXEL_AGREEMENT, INT8_SCORE_TOL, INT8_MIN_IOU = 0.05, 0.98, 0.05, 0.9
-INT8_ADVICE = 'deploy without --int8 (or, after --int8 static, with --int8 dynamic)'
-INT8_TOLERANCES = dict(logit_rtol=INT8_LOGIT_RTOL, pixel_agreement=INT8_PIXEL_AGREEMENT, score_tol=INT8_SCORE_TOL,
-                       min_iou=INT8_MIN_IOU)
+# where the graph's disagreement with PyTorch leaves the user (mmdavit.export.verify measures it)
+ADVICE = {'exported graph': 'try --exporter dynamo or another --opset, and report it',
+          'exported detector graph': 'try another --opset, and report it',
+          'int8 graph': 'deploy without --int8 (or, after --int8 static, with --int8 dynamic)'}
 
 
 def parse_args(argv=None):
@@ -84,8 +76,7 @@ def refusal(e) -> str:
 
 
 def verification_images(path, shape):
-    """The user's images (BGR), else three generated ones: smooth random colour fields (noise alone would give a
-    classifier and a segmenter nothing to agree on but ties), none of them at the export's size."""
+    """The user's images (BGR), else three generated ones (mmdavit.export.verify.generated_images)."""
     if path:
         from davit_deploy.errors import ImageError
         from davit_deploy.images import list_images, read_image
@@ -93,100 +84,19 @@ def verification_images(path, shape):
             return [(p, read_image(p)) for p in list_images(path)]
         except ImageError as e:
             raise ru.UserError(f'--verify: {e}') from None
-    import cv2
-    rng = np.random.RandomState(0)
-    sizes = [(shape[0] + 37, shape[1] - 53), (97, 61), (shape[0] // 2 + 1, shape[1] + 29)]
-    out = []
-    for h, w in sizes:
-        field = rng.randint(0, 256, (max(2, h // 16), max(2, w // 16), 3)).astype(np.uint8)
-        out.append((f'generated {h}x{w}', cv2.resize(field, (w, h), interpolation=cv2.INTER_CUBIC)))
-    return out
+    return generated_images(shape)
 
 
-def preprocessed(name, img, recipe, lo, hi):
-    """A --verify image as the deployed runtime feeds it (batch, size before padding), refused outside lo..hi."""
+def verified(check, *args):
+    """``check(*args)`` (a verification of mmdavit.export.verify) with its refusals in this tool's words."""
     from davit_deploy.errors import InputSizeError
-    from davit_deploy.preprocess import check_size, preprocess
-    x, size = preprocess(img, recipe)
     try:
-        check_size(x, lo, hi, name)
+        return check(*args)
     except InputSizeError as e:
-        raise ru.UserError(f'--verify image {name} is {e.size[0]} x {e.size[1]} after preprocessing, outside '
-                           f'the graph\'s {lo}..{hi}: pass --min-size/--max-size to cover it') from None
-    return x, size
-
-
-def verify(scope, reference, session, recipe, images, lo, hi, tol=TOLERANCES, what='exported graph'):
-    """PyTorch vs onnxruntime on each image's preprocessed batch, within ``tol``; returns the report, raises on
-    disagreement."""
-    import torch
-    from davit_backbone.export import run_onnx
-    worst, rows = None, []
-    for name, img in images:
-        x, _ = preprocessed(name, img, recipe, lo, hi)
-        with torch.no_grad():
-            ref = [t.numpy() for t in reference(torch.from_numpy(x))]
-        out = run_onnx(session, x)
-        if scope == 'mmpretrain':
-            err = float(np.abs(out[0] - ref[0]).max())
-            ok = err <= tol['logit_rtol'] * max(1.0, float(np.abs(ref[0]).max()))
-            rows.append(dict(image=name, size=list(x.shape[2:]), max_logit_diff=err))
-            if tol is not TOLERANCES:  # int8: the classes as ranked, not only the logits
-                rows[-1]['top1_agreement'] = float((out[0].argmax(-1) == ref[0].argmax(-1)).mean())
-        else:
-            agree = float((out[1] == ref[1]).mean())
-            err = float(np.abs(out[0] - ref[0]).max())
-            ok = agree >= tol['pixel_agreement']
-            rows.append(dict(image=name, size=list(x.shape[2:]), pixel_agreement=agree, max_logit_diff=err))
-        print(f'verify {name}: {x.shape[2]}x{x.shape[3]} ' + ', '.join(
-            f'{k} {v:.3g}' if k == 'max_logit_diff' else f'{k} {100 * v:.3f}%'
-            for k, v in rows[-1].items() if k not in ('image', 'size')))
-        if not ok:
-            worst = rows[-1]
-    if worst:
-        raise ru.UserError(f'the {what} disagrees with PyTorch on {worst["image"]} ({worst}); nothing was '
-                           'written: ' + ('try --exporter dynamo or another --opset, and report it'
-                                          if tol is TOLERANCES else INT8_ADVICE))
-    return rows
-
-
-def verify_detector(model, session, recipe, images, lo, hi, mask_thr, tol=TOLERANCES, what='exported graph'):
-    """mmdet's own predict (rescaled to the image, masks pasted) against the graph in onnxruntime plus the
-    runtime's post-processing (davit_deploy.detection), image by image; returns the report, raises on disagreement."""
-    import torch
-    from mmdet.structures import DetDataSample
-    from davit_deploy.detection import match, postprocess
-    names = [i.name for i in session.get_inputs()]
-    outputs = [o.name for o in session.get_outputs()]
-    rows, bad = [], None
-    for name, img in images:
-        x, (h, w) = preprocessed(name, img, recipe, lo, hi)
-        h0, w0 = img.shape[:2]
-        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h0, w0), scale_factor=(w / w0, h / h0),
-                                             pad_shape=tuple(x.shape[2:]), batch_input_shape=tuple(x.shape[2:])))
-        with torch.no_grad():
-            inst = model.predict(torch.from_numpy(x), [sample], rescale=True)[0].pred_instances.cpu().numpy()
-        ref = dict(boxes=inst.bboxes, scores=inst.scores, labels=inst.labels)
-        if 'masks' in inst:
-            ref['masks'] = inst.masks
-        raw = dict(zip(outputs, session.run(None, {names[0]: x, names[1]: np.array([[h, w]], np.int64)})))
-        got = postprocess(raw, (h, w), (h0, w0), mask_thr)
-        report = match(ref, got, DET_SCORE_THR, tol['score_tol'])
-        rows.append(dict(image=name, size=list(x.shape[2:]), **report))
-        print(f'verify {name}: {x.shape[2]}x{x.shape[3]}, {report["reference"]} PyTorch detection(s) >= '
-              f'{DET_SCORE_THR}, {report["paired"]} paired; worst box IoU {report["box_iou"]:.4f}, score diff '
-              f'{report["score_diff"]:.2g}' + (f', mask IoU {report["mask_iou"]:.4f}' if 'masks' in ref else ''))
-        if (report['paired'] < report['reference'] or report['unexplained'] or report['box_iou'] < tol['min_iou']
-                or report['mask_iou'] < tol['min_iou']):
-            bad = rows[-1]
-    if bad:
-        raise ru.UserError(f'the {what} disagrees with PyTorch on {bad["image"]} ({bad}); nothing was '
-                           'written: ' + ('try another --opset, and report it' if tol is TOLERANCES
-                                          else INT8_ADVICE))
-    if not any(r['reference'] for r in rows):
-        print(f'note: no PyTorch detection scored >= {DET_SCORE_THR} on the verification images, so nothing was '
-              'compared: pass --verify with images that show objects')
-    return rows
+        raise ru.UserError(f'--verify image {e.name} is {e.size[0]} x {e.size[1]} after preprocessing, outside '
+                           f'the graph\'s {e.lo}..{e.hi}: pass --min-size/--max-size to cover it') from None
+    except Disagreement as e:
+        raise ru.UserError(f'{e}; nothing was written: {ADVICE[e.what]}') from None
 
 
 def int8(args, tmp, scope, check, recipe, images, lo, hi, fp32_rows):
@@ -199,9 +109,7 @@ def int8(args, tmp, scope, check, recipe, images, lo, hi, fp32_rows):
     source = '--verify' if args.verify else 'generated verification'
     feeds = []
     if args.int8 == 'static':  # the batches the verification ran, preprocessed as the runtime does
-        for name, img in images:
-            x, size = preprocessed(name, img, recipe, lo, hi)
-            feeds.append(dict(input=x, image_size=np.array([size], np.int64)) if scope == 'mmdet' else dict(input=x))
+        feeds = verified(calibration_feeds, scope, images, recipe, lo, hi)
         print(f'int8: calibrating on the {len(feeds)} {source} image(s)' + (
             '' if args.verify else ': pass --verify with images like those the model will see'))
     t0 = time.time()
@@ -305,8 +213,9 @@ def main(argv=None):
 
         def check(session, tol=TOLERANCES, what='exported graph'):
             if scope == 'mmdet':
-                return verify_detector(model, session, recipe, images, lo, hi, post['mask_thr_binary'], tol, what)
-            return verify(scope, reference, session, recipe, images, lo, hi, tol, what)
+                return verified(verify_detector, model, session, recipe, images, lo, hi, post['mask_thr_binary'],
+                                tol, 'exported detector graph' if what == 'exported graph' else what)
+            return verified(verify, scope, reference, session, recipe, images, lo, hi, tol, what)
         rows = check(session)
         quantization = None
         if args.int8:

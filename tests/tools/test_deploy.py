@@ -255,7 +255,7 @@ def test_int8_folder_runs_in_the_runtime_and_says_how_it_was_quantised(ckpts, de
     """--int8 (dynamic, the default) on the toy classifier: the folder holds model-int8.onnx, named by deploy.json
     with its quantisation record; the runtime and tools/infer.py DIR run it; it agrees with PyTorch within the
     named int8 tolerances and ranks the classes as the fp32 folder does."""
-    import deploy
+    from mmdavit.export import verify
     from davit_deploy import DeployedModel
     out = str(work / 'cls_int8')
     assert tool('deploy', CONFIGS['cls'], ckpts['cls'], '--out', out, '--shape', 64, 96, '--int8',
@@ -265,10 +265,10 @@ def test_int8_folder_runs_in_the_runtime_and_says_how_it_was_quantised(ckpts, de
     q = meta['quantization']
     assert meta['model'] == folder.INT8_MODEL_FILE and q['method'] == 'dynamic' and q['scope'] == 'backbone'
     assert q['op_types'] == ['MatMul'] and q['quantized_nodes'] == {'MatMul': 48}  # DaViT-T's Linear layers
-    assert q['tolerances'] == deploy.INT8_TOLERANCES and len(q['fp32_verification']) == 6
+    assert q['tolerances'] == verify.INT8_TOLERANCES and len(q['fp32_verification']) == 6
     assert all(r['max_logit_diff'] <= 1e-4 for r in q['fp32_verification'])
     for r in meta['verification']:  # the int8 graph's: looser than fp32's, within the named tolerance
-        assert 1e-4 < r['max_logit_diff'] <= deploy.INT8_LOGIT_RTOL * 2 and r['top1_agreement'] == 1.0
+        assert 1e-4 < r['max_logit_diff'] <= verify.INT8_LOGIT_RTOL * 2 and r['top1_agreement'] == 1.0
     int8, fp32 = DeployedModel(out), DeployedModel(deployed['cls'])
     for name in sorted(os.listdir(images['cls'])):
         a, b = int8.predict(os.path.join(images['cls'], name)), fp32.predict(os.path.join(images['cls'], name))

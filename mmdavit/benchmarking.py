@@ -1,0 +1,223 @@
+"""What ``tools/benchmark.py`` times: the models side by side (our DaViT with its CPU fast paths, the same with every
+path off, timm's, mmpretrain's; our DaViT-T Mask R-CNN and mmdet's Swin-T one), one step of each (inference or a
+training step, eager or compiled; our model exported and run in onnxruntime, fp32 or with its backbone int8), and
+the interleaved timing that measures them. The tool parses, runs these and prints.
+
+``ours`` is given timm's weights through the converter (``load_pretrained``), so that both compute the same;
+mmpretrain's module has random weights of the same shapes: speed does not depend on the values.
+"""
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict
+
+import torch
+import torch.nn as nn
+
+from davit_backbone import DaViT, kernels, load_pretrained
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+__all__ = ['DTYPES', 'PEAK_TFLOPS', 'build_ours', 'build_models', 'build_maskrcnn_models', 'make_step',
+           'make_detector_step', 'make_onnx_step', 'make_detector_onnx_step', 'plain_step', 'time_interleaved']
+
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+# dense bf16/fp16 tensor-core peaks (TFLOP/s) for the fraction-of-peak column
+PEAK_TFLOPS = {'H100': {'bf16': 989.0, 'fp16': 989.0, 'fp32': 67.0}, 'H200': {'bf16': 989.0, 'fp16': 989.0,
+                                                                               'fp32': 67.0},
+               'A100': {'bf16': 312.0, 'fp16': 312.0, 'fp32': 19.5}}
+
+
+class MMPretrainClassifier(nn.Module):
+    """mmpretrain's DaViT backbone with the official head order (pool, LayerNorm, Linear) for a like-for-like run."""
+
+    def __init__(self, backbone, dim, num_classes=1000):
+        super().__init__()
+        self.backbone, self.norm, self.fc = backbone, nn.LayerNorm(dim), nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.norm(self.backbone(x)[-1].mean((2, 3))))
+
+
+class DenseBackbone(nn.Module):
+    """Our DaViT as detectors call it: the four LayerNorm-ed NCHW maps of ``forward_dense``."""
+
+    def __init__(self, arch, with_cp):
+        super().__init__()
+        self.davit = DaViT(arch, with_head=False, out_indices=(0, 1, 2, 3), with_cp=with_cp, drop_path_rate=0.0)
+
+    def forward(self, x):
+        return self.davit.forward_dense(x)
+
+
+def build_ours(arch, dense, with_cp):
+    return DenseBackbone(arch, with_cp) if dense else DaViT(arch, with_cp=with_cp, drop_path_rate=0.0)
+
+
+def build_models(arch, dense, with_cp, references=True):
+    if not references:
+        return {'ours': build_ours(arch, dense, with_cp)}  # random weights: speed and memory do not depend on them
+    models = {}
+    import timm
+    ref = timm.create_model(f'davit_{arch}', features_only=dense, **({} if dense else {'num_classes': 1000}))
+    if with_cp:
+        ref.set_grad_checkpointing(True) if hasattr(ref, 'set_grad_checkpointing') else None
+    ours = build_ours(arch, dense, with_cp)
+    load_pretrained(ours.davit if dense else ours, ref.state_dict())  # timm's weights through the converter
+    models['ours'] = ours
+    models['timm'] = ref
+    try:
+        from mmpretrain.models.backbones.davit import DaViT as MMPDaViT
+        # pad_small_map: pad maps smaller than a window, as the official model does (mmpretrain's default shrinks it)
+        mmp = MMPDaViT(arch=arch, out_indices=(0, 1, 2, 3) if dense else (3,), drop_path_rate=0.0, with_cp=with_cp,
+                       pad_small_map=True)
+        mmp.patch_embed.adaptive_padding = None
+        mmp.patch_embed.projection.padding = (3, 3)
+        models['mmpretrain'] = mmp if dense else MMPretrainClassifier(mmp, ours.embed_dims[-1])
+    except Exception as e:  # mmpretrain (and mmcv) are optional
+        print(f'[benchmark] mmpretrain not available ({type(e).__name__}); comparing with timm only', file=sys.stderr)
+    return models
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def _autocast(device, dtype):
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+def make_step(model, x, mode, dtype, device):
+    autocast = _autocast(device, dtype)
+    if mode == 'infer':
+        model.eval()
+
+        def step():
+            with torch.inference_mode(), autocast:
+                out = model(x)
+            return out
+        return step
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def step():
+        with autocast:
+            out = model(x)
+            loss = sum(o.float().mean() for o in out) if isinstance(out, (list, tuple)) else out.float().mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def build_maskrcnn_models(size):
+    """Our DaViT-T Mask R-CNN and mmdet's Swin-T Mask R-CNN, random weights, plus one preprocessed-ready input."""
+    import mmdet
+    from mmdet.structures import DetDataSample
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+
+    import mmdet_davit  # noqa: F401  registers DaViT into mmdet
+    from mmdet.registry import MODELS
+    register_all_modules(init_default_scope=True)
+    configs = {'ours': os.path.join(ROOT, 'configs/mmdet/mask-rcnn_davit-t_fpn_1x_coco.py'),
+               'swin': os.path.join(os.path.dirname(mmdet.__file__),
+                                    '.mim/configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')}
+    models = {}
+    for name, path in configs.items():
+        cfg = Config.fromfile(path).model
+        cfg.test_cfg.rcnn.score_thr = 0.0  # random heads score every class ~1/80: keep 100 boxes in both
+        cfg.backbone.pop('init_cfg', None)
+        cfg.backbone.pop('pretrained', None)
+        models[name] = MODELS.build(cfg)
+    h, w = size
+    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
+                                         pad_shape=(h, w), batch_input_shape=(h, w)))
+    data = dict(inputs=[torch.randint(0, 256, (3, h, w), dtype=torch.uint8)], data_samples=[sample])
+    return models, data
+
+
+def make_detector_step(model, data, dtype, device):
+    model.eval()
+    autocast = _autocast(device, dtype)
+
+    def step():
+        with torch.no_grad(), autocast:
+            return model.test_step(data)
+    return step
+
+
+def make_detector_onnx_step(model, data, size, int8=None):
+    """Our Mask R-CNN exported whole (at half the benchmark's size: the graph is dynamic), run as the deployed
+    runtime runs it: normalise, the graph, then boxes and pasted masks (davit_deploy.detection)."""
+    import tempfile
+
+    import numpy as np
+
+    from davit_backbone.export import onnx_session
+    from davit_deploy.detection import postprocess
+    from mmdavit.export.detector_graph import DetectorGraph, export_detector
+    path = os.path.join(tempfile.mkdtemp(prefix='davit-bench-'), 'maskrcnn.onnx')
+    export_detector(DetectorGraph(model.eval()), path, (size[0] // 2, size[1] // 2))
+    pre = model.data_preprocessor
+    img = data['inputs'][0].numpy().astype(np.float32)
+    mean, std = pre.mean.numpy().astype(np.float32), pre.std.numpy().astype(np.float32)
+    if int8:
+        x = ((img[::-1] if pre._channel_conversion else img) - mean) / std
+        path = _quantized(path, int8, dict(input=x[None], image_size=np.array([size], np.int64)))
+    session = onnx_session(path, threads=torch.get_num_threads())
+    names = [o.name for o in session.get_outputs()]
+
+    def step():
+        x = ((img[::-1] if pre._channel_conversion else img) - mean) / std
+        out = dict(zip(names, session.run(None, {'input': x[None], 'image_size': np.array([size], np.int64)})))
+        return postprocess(out, size, size)
+    return step
+
+
+def _quantized(path, method, feed):
+    """``path``'s graph with its backbone int8, as tools/deploy.py --int8 writes it (static: calibrated on
+    ``feed``)."""
+    from mmdavit.export.quantize import quantize
+    dst = path[:-len('.onnx')] + '-int8.onnx'
+    # the backbone's nodes are found by module name: in a bare DaViT (ours) they are /stages/..., not /backbone/...
+    quantize(path, dst, method, [feed], **({'scope': '/stages/'} if os.path.basename(path) == 'ours.onnx' else {}))
+    return dst
+
+
+def make_onnx_step(model, x, int8=None):
+    """Ours exported at half the benchmark's size (the graph is dynamic: it is timed at the full one)."""
+    import tempfile
+    from davit_backbone.export import export_onnx, onnx_session
+    path = os.path.join(tempfile.mkdtemp(prefix='davit-bench-'), 'ours.onnx')
+    example = torch.randn(1, 3, max(33, x.shape[2] // 2), max(33, x.shape[3] // 2))
+    export_onnx(model, path, example, dynamo=False)
+    if int8:
+        path = _quantized(path, int8, {'input': x.numpy()})
+    session = onnx_session(path, threads=torch.get_num_threads())
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def plain_step(step):
+    def plain():
+        with kernels.disabled():
+            return step()
+    return plain
+
+
+def time_interleaved(steps: Dict[str, Callable], rounds: int, iters: int, device) -> Dict[str, float]:
+    """The median seconds of one call of each step. Each round times every step once, so that drifts (thermal,
+    other load) hit all alike."""
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                step()
+            sync(device)
+            times[name].append((time.perf_counter() - t0) / iters)
+    return {name: statistics.median(t) for name, t in times.items()}
