@@ -16,11 +16,15 @@ TOPK = 5
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity, which a container or taskset narrows), else all."""
+    """The CPUs this process may run on (its affinity, which a container or taskset narrows, else all), or fewer
+    where ``OMP_NUM_THREADS`` says so: the thread count a user gives torch holds for onnxruntime too, whose own pool
+    would otherwise take every core and spin beside the other processes sharing them."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    omp = os.environ.get('OMP_NUM_THREADS', '')
+    return min(cpus, int(omp)) if omp.isdigit() and int(omp) > 0 else cpus
 
 
 def session_options(settings: dict = None, threads: int = 0):

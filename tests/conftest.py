@@ -17,8 +17,13 @@ collect_ignore = ['third_party']
 # the shell launchers (dist_train.sh, demo.sh) and the tests' own subprocesses run DAVIT_VENV's python, .venv by
 # default: the environment running the suite, when it runs under another one (pytest called directly)
 os.environ.setdefault('DAVIT_VENV', os.path.dirname(os.path.dirname(sys.executable)))
-# the cores shared among pytest-xdist's workers (pytest -n N), each taking its part
-torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT') or 1)))
+# the cores shared among pytest-xdist's workers (pytest -n N), each taking its part, in the worker and in every
+# process a test starts (tools, launchers, torchrun's ranks read OMP_NUM_THREADS): two workers' subprocesses at torch's
+# default of one thread per core put 4 spinning OpenMP threads on 2 cores, and two benchmark runs side by side took
+# 129 s instead of 22 s (2026-12-06, 2-core AVX2 EPYC)
+THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT') or 1))
+os.environ.setdefault('OMP_NUM_THREADS', str(THREADS))
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture

@@ -122,6 +122,22 @@ def test_session_settings_it_cannot_apply_are_refused(tmp_path, runtime, detail)
     assert e.value.problem == DeployFolderError.UNREADABLE and detail in e.value.detail
 
 
+def test_every_cpu_unless_omp_num_threads_says_fewer(monkeypatch):
+    from davit_deploy.model import session_options, usable_cpus
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    cpus = usable_cpus()
+    assert cpus >= 1
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    assert usable_cpus() == 1
+    if pytest.importorskip('onnxruntime'):
+        assert session_options(folder.TASK_SESSION['mmdet']).intra_op_num_threads == 1
+    monkeypatch.setenv('OMP_NUM_THREADS', str(cpus + 7))  # more than the process may use: the CPUs it has
+    assert usable_cpus() == cpus
+    for junk in ('', '0', 'two', '-3'):
+        monkeypatch.setenv('OMP_NUM_THREADS', junk)
+        assert usable_cpus() == cpus
+
+
 def test_session_options_apply_the_settings():
     ort = pytest.importorskip('onnxruntime')
     from davit_deploy.model import session_options, usable_cpus
