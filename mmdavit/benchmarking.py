@@ -119,7 +119,6 @@ def build_maskrcnn_models(size):
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
 
-    import mmdet_davit  # noqa: F401  registers DaViT into mmdet
     from mmdet.registry import MODELS
     register_all_modules(init_default_scope=True)
     configs = {'ours': os.path.join(ROOT, 'configs/mmdet/mask-rcnn_davit-t_fpn_1x_coco.py'),
@@ -127,7 +126,7 @@ def build_maskrcnn_models(size):
                                     '.mim/configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')}
     models = {}
     for name, path in configs.items():
-        cfg = Config.fromfile(path).model
+        cfg = Config.fromfile(path).model  # imports the config's custom_imports: ours registers DaViT (mmdet_davit)
         cfg.test_cfg.rcnn.score_thr = 0.0  # random heads score every class ~1/80: keep 100 boxes in both
         cfg.backbone.pop('init_cfg', None)
         cfg.backbone.pop('pretrained', None)
