@@ -19,8 +19,9 @@ from davit_backbone import DaViT, kernels, load_pretrained
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-__all__ = ['DTYPES', 'PEAK_TFLOPS', 'build_ours', 'build_models', 'build_maskrcnn_models', 'make_step',
-           'make_detector_step', 'make_onnx_step', 'make_detector_onnx_step', 'plain_step', 'time_interleaved']
+__all__ = ['DTYPES', 'PEAK_TFLOPS', 'TASK_MODELS', 'build_ours', 'build_models', 'build_task_models', 'make_step',
+           'make_task_step', 'make_onnx_step', 'make_detector_onnx_step', 'make_segmentor_onnx_step', 'plain_step',
+           'time_interleaved']
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # dense bf16/fp16 tensor-core peaks (TFLOP/s) for the fraction-of-peak column
@@ -112,33 +113,49 @@ def make_step(model, x, mode, dtype, device):
     return step
 
 
-def build_maskrcnn_models(size):
-    """Our DaViT-T Mask R-CNN and mmdet's Swin-T Mask R-CNN, random weights, plus one preprocessed-ready input."""
-    import mmdet
-    from mmdet.structures import DetDataSample
-    from mmdet.utils import register_all_modules
-    from mmengine.config import Config
+# whole task models side by side: ours and the task repo's own Swin-T twin (the same FLOPs class), random weights
+TASK_MODELS = {
+    'maskrcnn': ('mmdet', 'configs/mmdet/mask-rcnn_davit-t_fpn_1x_coco.py',
+                 'swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'),
+    'upernet': ('mmseg', 'configs/mmseg/upernet_davit-t_8xb2-160k_ade20k-512x512.py',
+                'swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'),
+}
 
-    from mmdet.registry import MODELS
-    register_all_modules(init_default_scope=True)
-    configs = {'ours': os.path.join(ROOT, 'configs/mmdet/mask-rcnn_davit-t_fpn_1x_coco.py'),
-               'swin': os.path.join(os.path.dirname(mmdet.__file__),
-                                    '.mim/configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')}
+
+def build_task_models(task: str, size):
+    """Our DaViT-T Mask R-CNN (``task='maskrcnn'``) or UPerNet (``'upernet'``) and the task repo's own Swin-T one,
+    random weights, plus one input batch as ``test_step`` takes it (an image of ``size``, its sample's shapes)."""
+    import importlib
+
+    from mmengine.config import Config
+    repo, ours, theirs = TASK_MODELS[task]
+    importlib.import_module(f'{repo}.utils').register_all_modules(init_default_scope=True)
+    MODELS = importlib.import_module(f'{repo}.registry').MODELS
+    configs = {'ours': os.path.join(ROOT, ours),
+               'swin': os.path.join(os.path.dirname(importlib.import_module(repo).__file__), '.mim/configs', theirs)}
     models = {}
     for name, path in configs.items():
         cfg = Config.fromfile(path).model  # imports the config's custom_imports: ours registers DaViT (mmdet_davit)
-        cfg.test_cfg.rcnn.score_thr = 0.0  # random heads score every class ~1/80: keep 100 boxes in both
+        if task == 'maskrcnn':
+            cfg.test_cfg.rcnn.score_thr = 0.0  # random heads score every class ~1/80: keep 100 boxes in both
         cfg.backbone.pop('init_cfg', None)
         cfg.backbone.pop('pretrained', None)
+        cfg.pop('pretrained', None)
         models[name] = MODELS.build(cfg)
     h, w = size
-    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
-                                         pad_shape=(h, w), batch_input_shape=(h, w)))
+    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w))
+    if task == 'maskrcnn':
+        from mmdet.structures import DetDataSample
+        sample = DetDataSample(metainfo=dict(meta, scale_factor=(1.0, 1.0), batch_input_shape=(h, w)))
+    else:
+        from mmseg.structures import SegDataSample
+        sample = SegDataSample(metainfo=meta)
     data = dict(inputs=[torch.randint(0, 256, (3, h, w), dtype=torch.uint8)], data_samples=[sample])
     return models, data
 
 
-def make_detector_step(model, data, dtype, device):
+def make_task_step(model, data, dtype, device):
+    """One ``test_step`` of a whole task model (preprocessing, backbone, neck, heads, post-processing)."""
     model.eval()
     autocast = _autocast(device, dtype)
 
@@ -174,6 +191,32 @@ def make_detector_onnx_step(model, data, size, int8=None):
         out = dict(zip(names, session.run(None, {'input': x[None], 'image_size': np.array([size], np.int64)})))
         return postprocess(out, size, size)
     return step
+
+
+def make_segmentor_onnx_step(model, data, size, int8=None):
+    """Our UPerNet exported as tools/deploy.py exports it (mmdavit.export.graphs.SegmentorGraph, at half the
+    benchmark's size: the graph is dynamic), run as the deployed runtime runs it: normalise, then the graph (logits
+    and class map at input size, which is the image's here)."""
+    import tempfile
+
+    import numpy as np
+
+    from davit_backbone.export import export_onnx, onnx_session
+    from mmdavit.export.graphs import SegmentorGraph
+    path = os.path.join(tempfile.mkdtemp(prefix='davit-bench-'), 'upernet.onnx')
+    graph = SegmentorGraph(model.eval())
+    export_onnx(graph, path, torch.randn(1, 3, max(33, size[0] // 2), max(33, size[1] // 2)), dynamo=False,
+                output_names=graph.output_names)
+    pre = model.data_preprocessor
+    img = data['inputs'][0].numpy().astype(np.float32)
+    mean, std = pre.mean.numpy().astype(np.float32), pre.std.numpy().astype(np.float32)
+
+    def normalised():
+        return (((img[::-1] if pre.channel_conversion else img) - mean) / std)[None]
+    if int8:
+        path = _quantized(path, int8, dict(input=normalised()))
+    session = onnx_session(path, threads=torch.get_num_threads())
+    return lambda: session.run(None, {'input': normalised()})
 
 
 def _quantized(path, method, feed):

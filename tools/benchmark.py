@@ -7,6 +7,7 @@
     python tools/benchmark.py --arch huge_fl --dense --mode train --with-cp --ours-only    # memory of a big tower
     python tools/benchmark.py --onnx [--dense] [--size 800 1216]     # + ours exported, in onnxruntime (CPU)
     python tools/benchmark.py --maskrcnn --onnx [--size 800 1216]    # + our whole Mask R-CNN, in onnxruntime
+    python tools/benchmark.py --upernet --onnx [--size 512 512]      # whole segmenters, + ours in onnxruntime
     python tools/benchmark.py --onnx --int8 [dynamic|static] ...    # + that graph int8 (tools/deploy.py --int8)
 
 Prints a table and one JSON line: images/s for ``ours`` (with the CPU fast paths this machine chose, see
@@ -25,7 +26,8 @@ as the official model) has random weights of the same shapes: speed does not dep
 onnxruntime's CPU provider with as many threads as torch uses: ``onnxruntime`` images/s and ``onnx_ratio`` =
 onnxruntime / ours eager (its memory is onnxruntime's own, which the profiler does not see: n/a). With --maskrcnn,
 the whole detector as tools/deploy.py exports it (mmdavit.export.detector_graph), timed with the runtime's post-processing
-(boxes rescaled, masks pasted: davit_deploy.detection), against its eager ``test_step``. --int8 also times that
+(boxes rescaled, masks pasted: davit_deploy.detection), against its eager ``test_step``; with --upernet, the whole
+segmenter as tools/deploy.py exports it (mmdavit.export.graphs.SegmentorGraph). --int8 also times that
 graph's backbone quantised as ``tools/deploy.py --int8`` does (mmdavit.export.quantize; static: calibrated on the
 benchmark's own input), interleaved with the rest: ``onnxruntime_int8`` images/s and ``int8_ratio`` = int8 / fp32
 onnxruntime.
@@ -35,7 +37,8 @@ AdamW states and the step's activations) three copies do not fit beside each oth
 --maskrcnn compares whole detectors instead (needs mmdet): our DaViT-T Mask R-CNN config against mmdet's own Swin-T
 Mask R-CNN (same FLOPs class), batch 1 inference through ``test_step`` (preprocessing, backbone, FPN, RPN, RoI and
 mask heads, post-processing), random weights and ``score_thr=0`` so both keep 100 detections and run the mask head
-on all of them.
+on all of them. --upernet does the same for segmenters: our DaViT-T UPerNet config against mmseg's own Swin-T UPerNet,
+batch 1 at 512x512 through ``test_step`` (whole-image inference, the class map at the image's size).
 """
 import argparse
 import json
@@ -51,15 +54,18 @@ import torch  # noqa: E402
 from davit_backbone import kernels  # noqa: E402
 from davit_backbone.flops import count_macs  # noqa: E402
 from davit_backbone.memory import peak_memory_mib  # noqa: E402
-from mmdavit.benchmarking import (DTYPES, PEAK_TFLOPS, build_maskrcnn_models, build_models, build_ours,  # noqa: E402
-                                  make_detector_onnx_step, make_detector_step, make_onnx_step, make_step, plain_step,
-                                  time_interleaved)
+from mmdavit.benchmarking import (DTYPES, PEAK_TFLOPS, build_models, build_ours, build_task_models,  # noqa: E402
+                                  make_detector_onnx_step, make_onnx_step, make_segmentor_onnx_step, make_step,
+                                  make_task_step, plain_step, time_interleaved)
 
 
 def run(args):
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
-    default = (800, 1216) if args.dense or args.maskrcnn else (224, 224)
+    task = 'maskrcnn' if args.maskrcnn else 'upernet' if args.upernet else None  # a whole task model
+    if args.maskrcnn and args.upernet:
+        raise SystemExit('--maskrcnn or --upernet: one task model at a time')
+    default = (800, 1216) if args.dense or args.maskrcnn else (512, 512) if args.upernet else (224, 224)
     size = tuple(args.size) if args.size else default
     if len(size) == 1:
         size = (size[0], size[0])
@@ -68,10 +74,10 @@ def run(args):
     if args.int8 and not args.onnx:
         raise SystemExit('--int8 times the onnxruntime graph int8: pass --onnx too')
     torch.manual_seed(0)
-    if args.maskrcnn:
+    if task:
         if args.mode != 'infer':
-            raise SystemExit('--maskrcnn measures inference only (use --dense --mode train for the backbones)')
-        models, data = build_maskrcnn_models(size)
+            raise SystemExit(f'--{task} measures inference only (use --dense --mode train for the backbones)')
+        models, data = build_task_models(task, size)
         x = None
     else:
         models = build_models(args.arch, args.dense, args.with_cp, references=not args.ours_only)
@@ -85,18 +91,17 @@ def run(args):
         m.to(device)
         if args.compile:
             m = torch.compile(m)
-        steps[name] = make_detector_step(m, data, dtype, device) if args.maskrcnn else make_step(
-            m, x, args.mode, dtype, device)
+        steps[name] = make_task_step(m, data, dtype, device) if task else make_step(m, x, args.mode, dtype, device)
     if 'ours' in steps and not args.compile and not args.ours_only:
         # the same model with every fast path off, interleaved with the rest: what the paths gain (or cost) here
         steps['plain'] = plain_step(steps['ours'])
+    onnx_step = {'maskrcnn': make_detector_onnx_step, 'upernet': make_segmentor_onnx_step}.get(task)
     if args.onnx:
-        steps['onnxruntime'] = (make_detector_onnx_step(models['ours'], data, size) if args.maskrcnn
-                                else make_onnx_step(models['ours'], x))
+        steps['onnxruntime'] = (onnx_step(models['ours'], data, size) if task else make_onnx_step(models['ours'], x))
     if args.int8:
-        steps['onnxruntime_int8'] = (make_detector_onnx_step(models['ours'], data, size, args.int8) if args.maskrcnn
+        steps['onnxruntime_int8'] = (onnx_step(models['ours'], data, size, args.int8) if task
                                      else make_onnx_step(models['ours'], x, args.int8))
-    if args.with_cp and not args.maskrcnn:  # the same model without checkpointing, for the memory ratio only
+    if args.with_cp and not task:  # the same model without checkpointing, for the memory ratio only
         plain = build_ours(args.arch, args.dense, with_cp=False).to(device)
         plain.load_state_dict(models['ours'].state_dict())
         extra = {'ours_without_cp': make_step(torch.compile(plain) if args.compile else plain, x, args.mode, dtype,
@@ -112,7 +117,7 @@ def run(args):
     memory = {name: peak_memory_mib(step, device) if measurable and not name.startswith('onnxruntime') else None
               for name, step in {**steps, **extra}.items()}
     seconds = time_interleaved(steps, args.rounds, args.iters, device)
-    batch = 1 if args.maskrcnn else args.batch
+    batch = 1 if task else args.batch
     ips = {name: batch / s for name, s in seconds.items()}
     refs = {k: v for k, v in ips.items() if k not in ('ours', 'plain', 'onnxruntime', 'onnxruntime_int8')}
     result = {k: float(f'{v:.4g}') for k, v in ips.items()}  # 4 digits: a loaded CPU's Mask R-CNN runs at 0.1 img/s
@@ -126,7 +131,7 @@ def run(args):
     result['peak_mem_mib'] = {k: None if v is None else round(v, 1) for k, v in memory.items()}
     if extra and measurable:
         result['with_cp_memory_ratio'] = round(memory['ours'] / memory['ours_without_cp'], 3)
-    if not args.maskrcnn:
+    if not task:
         macs, _ = count_macs(models['ours'], x[:1])
         flops_per_img = 2 * macs * (3 if args.mode == 'train' else 1)  # backward ~ 2x forward
         result['gflops_per_image'] = round(flops_per_img / 1e9, 2)
@@ -138,9 +143,10 @@ def run(args):
                 result['fraction_of_peak'] = {k: round(v / peak, 3) for k, v in result['tflops'].items()}
     if device.type == 'cuda':
         result['device_name'] = torch.cuda.get_device_name()
-    result.update(settings=dict(arch='tiny' if args.maskrcnn else args.arch, batch=batch, size=list(size),
+    result.update(settings=dict(arch='tiny' if task else args.arch, batch=batch, size=list(size),
                                 device=args.device, dtype=args.dtype, mode=args.mode, dense=args.dense,
-                                maskrcnn=args.maskrcnn, compile=args.compile, with_cp=args.with_cp, onnx=args.onnx,
+                                maskrcnn=args.maskrcnn, upernet=args.upernet, compile=args.compile,
+                                with_cp=args.with_cp, onnx=args.onnx,
                                 int8=args.int8,
                                 ours_only=args.ours_only,
                                 threads=torch.get_num_threads(), torch=torch.__version__,
@@ -154,7 +160,7 @@ def run(args):
 def print_table(r):
     names = [k for k in ('ours', 'plain', 'timm', 'mmpretrain', 'swin', 'onnxruntime', 'onnxruntime_int8') if k in r]
     s = r['settings']
-    what = 'Mask R-CNN' if s['maskrcnn'] else 'dense' if s['dense'] else 'classifier'
+    what = 'Mask R-CNN' if s['maskrcnn'] else 'UPerNet' if s['upernet'] else 'dense' if s['dense'] else 'classifier'
     print(f"\nDaViT-{s['arch']} {what} {s['mode']}, batch {s['batch']} at "
           f"{s['size'][0]}x{s['size'][1]}, {s['device']} {s['dtype']}{' compiled' if s['compile'] else ''}"
           f"{' with_cp' if s['with_cp'] else ''}, torch {s['torch']}, {s['threads']} threads")
@@ -191,6 +197,8 @@ def main(argv=None):
     p.add_argument('--dense', action='store_true', help='backbones with out_indices (0,1,2,3), default 800x1216')
     p.add_argument('--maskrcnn', action='store_true',
                    help="whole detectors: our DaViT-T Mask R-CNN vs mmdet's Swin-T Mask R-CNN (needs mmdet)")
+    p.add_argument('--upernet', action='store_true',
+                   help="whole segmenters: our DaViT-T UPerNet vs mmseg's Swin-T UPerNet, 512x512 (needs mmseg)")
     p.add_argument('--compile', action='store_true')
     p.add_argument('--onnx', action='store_true', help='also time ours exported to ONNX in onnxruntime (CPU, fp32)')
     p.add_argument('--int8', nargs='?', const='dynamic', choices=['dynamic', 'static'],

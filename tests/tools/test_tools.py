@@ -154,6 +154,17 @@ def test_benchmark_maskrcnn_mode(tmp_path):
     assert r['onnx_ratio'] == pytest.approx(r['onnxruntime'] / r['ours'], rel=1e-2)
 
 
+def test_benchmark_upernet_mode(tmp_path):
+    """Whole segmenters, ours also exported as tools/deploy.py exports it and run in onnxruntime, int8 beside."""
+    pytest.importorskip('mmseg')
+    pytest.importorskip('onnxruntime')
+    r = _benchmark(tmp_path, '--upernet', '--onnx', '--int8', '--size', '64', '96')
+    assert r['ours'] > 0 and r['swin'] > 0 and r['onnxruntime'] > 0 and r['onnxruntime_int8'] > 0
+    assert r['settings']['upernet'] is True and r['settings']['size'] == [64, 96] and r['settings']['batch'] == 1
+    assert r['ratio'] == pytest.approx(r['ours'] / r['swin'], rel=1e-2)  # onnxruntime is no reference
+    assert r['int8_ratio'] == pytest.approx(r['onnxruntime_int8'] / r['onnxruntime'], rel=1e-2)
+
+
 @pytest.mark.parametrize('tool', ['train.py', 'test.py', 'infer.py', 'deploy.py', 'get_flops.py',
                                   'convert_checkpoint.py', 'benchmark.py', 'vis_scheduler.py', 'make_toy_data.py',
                                   'train_memory.py'])
