@@ -1,8 +1,14 @@
 import os
 import sys
 
-import pytest
-import torch
+# Before torch loads OpenMP: waiting threads sleep instead of spinning. pytest-xdist's workers and the tools they start
+# share the cores; with spinning threads, two benchmark runs side by side on 2 cores took 129 s instead of 22 s, and
+# one thread per process leaves a core idle whenever the other worker waits (2026-12-06, 2-core AVX2 EPYC: 26 s for
+# the pair at two passive threads each, 27 s at one thread each; 22 s for one run alone, 28 s at one thread).
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # first: transformers 5 (for the Florence-2 tests) beside mmpretrain 1.2.0 needs mmdavit.models.mmpretrain_compat to run
 # before any test module imports mmpretrain.models
@@ -17,13 +23,6 @@ collect_ignore = ['third_party']
 # the shell launchers (dist_train.sh, demo.sh) and the tests' own subprocesses run DAVIT_VENV's python, .venv by
 # default: the environment running the suite, when it runs under another one (pytest called directly)
 os.environ.setdefault('DAVIT_VENV', os.path.dirname(os.path.dirname(sys.executable)))
-# the cores shared among pytest-xdist's workers (pytest -n N), each taking its part, in the worker and in every
-# process a test starts (tools, launchers, torchrun's ranks read OMP_NUM_THREADS): two workers' subprocesses at torch's
-# default of one thread per core put 4 spinning OpenMP threads on 2 cores, and two benchmark runs side by side took
-# 129 s instead of 22 s (2026-12-06, 2-core AVX2 EPYC)
-THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT') or 1))
-os.environ.setdefault('OMP_NUM_THREADS', str(THREADS))
-torch.set_num_threads(THREADS)
 
 
 @pytest.fixture
@@ -31,14 +30,32 @@ def seed():
     torch.manual_seed(0)
 
 
+# seconds each file's tests took in the suite (2026-12-06, 2 workers on the 2-core AVX2 EPYC), for the order below
+# only: a file missing here is placed by its slow tests, a stale figure costs balance, never a result
+FILE_SECONDS = {
+    'tests/docs/test_custom_dataset.py': 350, 'tests/tools/test_tools.py': 345, 'tests/tools/test_demo.py': 335,
+    'tests/mmseg_davit/test_train_test.py': 240, 'tests/mmdet_davit/test_train_test.py': 220,
+    'tests/mmdavit/training/test_crash_safe.py': 220, 'tests/tools/test_multinode.py': 200,
+    'tests/tools/test_gpu_check.py': 150, 'tests/tools/test_reliability_cli.py': 150,
+    'tests/davit_backbone/test_export.py': 110, 'tests/tools/test_infer.py': 100, 'tests/tools/test_deploy.py': 95,
+    'tests/davit_backbone/test_timm_contract.py': 92, 'tests/mmcls_davit/test_train_validate.py': 90,
+    'tests/mmdet_davit/test_dino_toy.py': 70, 'tests/davit_backbone/test_florence2.py': 68,
+    'tests/mmseg_davit/test_mmseg_entry_points.py': 66, 'tests/mmseg_davit/test_mask2former_toy.py': 60,
+    'tests/mmdet_davit/test_mmdet_entry_points.py': 52,
+}
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """Modules holding slow tests first, the slowest-looking first (pytest -n hands whole files to its workers in this
-    order, with --dist loadfile): the long end-to-end files then overlap one another instead of leaving one worker
-    busy at the end. Within a module the order stays as written."""
-    slow = {}
+    """The longest files first (pytest -n hands whole files to its workers in this order, with --dist loadfile): the
+    long end-to-end files then overlap one another and the short ones fill in at the end, instead of one worker
+    running a five-minute file alone while the other has finished. Within a file the order stays as written."""
+    def path(item):
+        return item.nodeid.split('::')[0]
+    weight = {}
     for item in items:
-        slow[item.module.__name__] = slow.get(item.module.__name__, 0) + (item.get_closest_marker('slow') is not None)
+        weight[path(item)] = weight.get(path(item), 0) + (20 if item.get_closest_marker('slow') else 1)
+    weight.update((f, s) for f, s in FILE_SECONDS.items() if f in weight)
     first_seen = {}
     for i, item in enumerate(items):
-        first_seen.setdefault(item.module.__name__, i)
-    items.sort(key=lambda item: (-slow[item.module.__name__], first_seen[item.module.__name__]))
+        first_seen.setdefault(path(item), i)
+    items.sort(key=lambda item: (-weight[path(item)], first_seen[path(item)]))
