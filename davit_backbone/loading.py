@@ -36,8 +36,8 @@ def load_file(path: str, map_location='cpu', mmap: bool = False):
 
     ``weights_only=True`` refuses every pickled class not on torch's allow-list, so a file cannot run code while it
     is read. Plain state dicts (official, timm, mmpretrain, Florence-2 weights) need nothing more; training
-    checkpoints that pickle other objects need their classes allowed first (``mmdavit.checkpoints.allow_list`` allows exactly
-    those of mmengine's checkpoints, inside its readers only).
+    checkpoints that pickle other objects need their classes allowed first (``mmdavit.checkpoints.allow_list`` allows
+    exactly those of mmengine's checkpoints, inside its readers only).
 
     ``mmap``: a torch zip file's tensors stay on disk until touched, for checks that need keys and shapes only
     (other files are read whole)."""

@@ -1,5 +1,5 @@
-"""A detector graph's padded outputs (``dets``, ``labels``, ``masks``: see ``mmdavit/export/detector_graph.py``) as mmdet
-gives its predictions: boxes at the original image's size, masks pasted there, in numpy.
+"""A detector graph's padded outputs (``dets``, ``labels``, ``masks``: see ``mmdavit/export/detector_graph.py``) as
+mmdet gives its predictions: boxes at the original image's size, masks pasted there, in numpy.
 
 ``paste_mask`` is mmdet's ``FCNMaskHead`` pasting (``_do_paste_mask``, CPU path: one box at a time, over the box's
 whole-pixel bounds plus one pixel): ``grid_sample`` of the M x M probabilities, bilinear, ``align_corners=False``,

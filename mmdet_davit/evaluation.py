@@ -5,7 +5,8 @@
   ``save_best`` finds no key. Here each metric is then 0.0, which is its value (no detection: no recall), with a
   warning that says why.
 - mmdet scores every image of the annotation file, also one that never reached the metric (left out as unreadable
-  by ``mmdavit.data.unreadable_images``), whose objects then count as missed. Here the images scored are those evaluated.
+  by ``mmdavit.data.unreadable_images``), whose objects then count as missed. Here the images scored are those
+  evaluated.
 - With ``classwise=True``, mmdet writes the AP of class ``c`` under ``c_precision`` for the box metric and again for
   the mask metric: the mask AP overwrites the box AP. Here the keys are ``bbox_c_precision`` and
   ``segm_c_precision``.

@@ -228,8 +228,8 @@ def drop_path_rates(model):
 
 def killable_classifier_config(folder, name, epochs, val_interval):
     """Writes FOLDER/NAME: a small seeded DaViT classifier (16-wide stages, drop path on) on 8 images of the toy
-    ImageFolder set, a checkpoint every epoch, with tests/mmdavit/training/killpoints.py's KillPoint hook (put that folder
-    on PYTHONPATH); what the crash-safety and the multi-node tests train. Returns the path."""
+    ImageFolder set, a checkpoint every epoch, with tests/mmdavit/training/killpoints.py's KillPoint hook (put that
+    folder on PYTHONPATH); what the crash-safety and the multi-node tests train. Returns the path."""
     toy_data('imagenet')
     path = os.path.join(str(folder), name)
     with open(path, 'w') as f:

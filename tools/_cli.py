@@ -21,7 +21,8 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 import torch.distributed as dist  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
-from mmdavit.checkpoints.reader import CheckpointError, short_cause  # noqa: E402,F401  short_cause: for the tools' messages
+# short_cause: for the tools' messages
+from mmdavit.checkpoints.reader import CheckpointError, short_cause  # noqa: E402,F401
 from mmdavit.training.resume import ResumeError  # noqa: E402
 from mmdavit.data.unreadable_images import UnreadableImagesError  # noqa: E402
 

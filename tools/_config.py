@@ -104,8 +104,8 @@ def _checkpoint_dirs(cfg: Config) -> List[str]:
 def resolve_resume(cfg: Config, resume: Optional[str], launcher: str = 'none') -> Optional[str]:
     """Sets cfg.resume/load_from for ``--resume`` (``'auto'``: no path given) and returns the line to log.
 
-    Without a path: the newest checkpoint of the run that loads (mmdavit.training.resume); none at all starts the run as a
-    first run would (with the config's own load_from). A given path must be a complete training checkpoint. Either
+    Without a path: the newest checkpoint of the run that loads (mmdavit.training.resume); none at all starts the run as
+    a first run would (with the config's own load_from). A given path must be a complete training checkpoint. Either
     way a bad file is one line and exit code 2, before anything is written.
     """
     if not resume:

@@ -66,8 +66,8 @@ def parse_args(argv=None):
 
 
 def refusal(e) -> str:
-    """mmdavit.export.graphs's refusal of a model or config in this tool's words: the override to pass, or the command that
-    runs the model as it is."""
+    """mmdavit.export.graphs's refusal of a model or config in this tool's words: the override to pass, or the
+    command that runs the model as it is."""
     if e.cfg_option:
         return f'{e}: pass --cfg-options {e.cfg_option}'
     if e.runs_in_pytorch:
@@ -100,8 +100,9 @@ def verified(check, *args):
 
 
 def int8(args, tmp, scope, check, recipe, images, lo, hi, fp32_rows):
-    """The verified fp32 graph in ``tmp`` quantised (mmdavit.export.quantize) and verified by ``check(session, tolerances,
-    what)`` within INT8_TOLERANCES; the fp32 graph removed. Returns (deploy.json's quantization, verification)."""
+    """The verified fp32 graph in ``tmp`` quantised (mmdavit.export.quantize) and verified by ``check(session,
+    tolerances, what)`` within INT8_TOLERANCES; the fp32 graph removed. Returns (deploy.json's quantization,
+    verification)."""
     from davit_deploy import folder
     from davit_deploy.model import onnx_session
     from mmdavit.export.quantize import QuantizeError, quantize

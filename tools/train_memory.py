@@ -5,9 +5,9 @@
 
 Builds the config's model and optimizer (random weights: the pretrained checkpoint is not read), runs one warm-up
 training step on a random batch (detection: 8 boxes and masks per image; segmentation and classification: random
-labels), then measures one more (mmdavit.training.memory). Prints a table and, last, one JSON line. On the CPU the peak is
-the replay of the profiler's allocation records: the tensors a GPU would hold, without its context (0.5-1 GB) and
-its allocator's slack. SyncBN becomes BN (one process holds the same tensors).
+labels), then measures one more (mmdavit.training.memory). Prints a table and, last, one JSON line. On the CPU the
+peak is the replay of the profiler's allocation records: the tensors a GPU would hold, without its context (0.5-1 GB)
+and its allocator's slack. SyncBN becomes BN (one process holds the same tensors).
 """
 import argparse
 import json

@@ -153,9 +153,10 @@ class DaViT(_DaViT, BaseModule):
             load_init_cfg_pretrained(self, cfg)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """The one rename left inside loading, and why: the checkpoint scheme (``mmdavit.checkpoints.reader.task_checkpoint``)
-        cannot see the model, so it hands a classifier's final norm as ``norm{last}`` (mmpretrain's layout); a
-        ``pre_logits`` backbone holds that norm as ``head.norm``. Only keys under this module's prefix are touched."""
+        """The one rename left inside loading, and why: the checkpoint scheme
+        (``mmdavit.checkpoints.reader.task_checkpoint``) cannot see the model, so it hands a classifier's final norm as
+        ``norm{last}`` (mmpretrain's layout); a ``pre_logits`` backbone holds that norm as ``head.norm``. Only keys
+        under this module's prefix are touched."""
         last = f'{prefix}norm{self.num_stages - 1}.'
         if hasattr(self, 'head') and not hasattr(self, f'norm{self.num_stages - 1}'):
             for k in [k for k in state_dict if k.startswith(last)]:

@@ -22,7 +22,8 @@ class ResumeError(RuntimeError):
     The message is one line naming the files and what to do."""
 
 
-from ..checkpoints.allow_list import load_checkpoint_file  # noqa: E402,F401  kept for 0.1's callers: the reader is read_checkpoint
+# load_checkpoint_file: kept for 0.1's callers; the reader is read_checkpoint
+from ..checkpoints.allow_list import load_checkpoint_file  # noqa: E402,F401
 from ..checkpoints.reader import CheckpointError, read_checkpoint  # noqa: E402
 
 

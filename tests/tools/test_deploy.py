@@ -278,8 +278,8 @@ def test_int8_folder_runs_in_the_runtime_and_says_how_it_was_quantised(ckpts, de
 
 
 def test_static_int8_is_calibrated_on_the_batches_given(deployed, images, work):
-    """mmdavit.export.quantize's static method (QDQ, MinMax calibration) on the fp32 graph of the deployed classifier; no
-    batches, no calibration: a typed error."""
+    """mmdavit.export.quantize's static method (QDQ, MinMax calibration) on the fp32 graph of the deployed classifier;
+    no batches, no calibration: a typed error."""
     from davit_deploy import DeployedModel
     from davit_deploy.images import list_images, read_image
     from davit_deploy.model import onnx_session

@@ -4,8 +4,8 @@ one CPU process each, gloo) sharing one work dir, as nodes share a file system.
 A run trains to the end; a node whose launcher is killed mid-run (its process group, SIGKILL, as a scheduler does)
 ends the other node within seconds with one line, either way round (node 0 also hosts torchrun's store); a node that
 hangs instead ends the other after env_cfg.dist_cfg.timeout; and --resume on the restarted pair continues from the
-last complete checkpoint to the weights of the uninterrupted run. ``killpoints`` (tests/mmdavit/training) stalls the node to
-be killed after a chosen iteration, so that the other is waiting for it in a collective when the kill comes.
+last complete checkpoint to the weights of the uninterrupted run. ``killpoints`` (tests/mmdavit/training) stalls the
+node to be killed after a chosen iteration, so that the other is waiting for it in a collective when the kill comes.
 """
 import os
 import re

@@ -1,5 +1,5 @@
-"""mmdavit/checkpoints/reader.py: one read per checkpoint, one place for ``pretrained``, the early check whatever key a config
-uses, and the fit check after a non-strict load."""
+"""mmdavit/checkpoints/reader.py: one read per checkpoint, one place for ``pretrained``, the early check whatever key a
+config uses, and the fit check after a non-strict load."""
 import os
 
 import pytest
@@ -7,7 +7,8 @@ import torch
 
 from davit_backbone import DaViT
 from helpers import ROOT, build_from_config, to_timm
-from mmdavit.checkpoints.reader import Checkpoint, CheckpointError, check_pretrained, map_pretrained, pretrained_init_cfg
+from mmdavit.checkpoints.reader import (Checkpoint, CheckpointError, check_pretrained, map_pretrained,
+                                        pretrained_init_cfg)
 
 CLS = 'configs/toy/davit-t_toy-imagefolder.py'
 

@@ -1,5 +1,5 @@
-"""mmdavit.export.detector_graph: the glue that replaces mmdet's per-image Python loops (NMS, top-k, RoI levels), checked
-against mmdet's and mmcv's own code; the ONNX export of whole detectors is in tests/tools/test_deploy.py."""
+"""mmdavit.export.detector_graph: the glue that replaces mmdet's per-image Python loops (NMS, top-k, RoI levels),
+checked against mmdet's and mmcv's own code; the ONNX export of whole detectors is in tests/tools/test_deploy.py."""
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,5 @@
-"""mmdavit.export.graphs: the pieces tools/deploy.py assembles (the whole-model graphs are run in tests/tools/test_deploy.py)."""
+"""mmdavit.export.graphs: the pieces tools/deploy.py assembles (the whole-model graphs are run in
+tests/tools/test_deploy.py)."""
 import numpy as np
 import pytest
 import torch
