@@ -165,6 +165,18 @@ def make_task_step(model, data, dtype, device):
     return step
 
 
+def _runtime_input(model, data):
+    """The benchmark's image as the deployed runtime feeds a task graph, made afresh at each call as the runtime makes
+    it: channels converted as the model's data preprocessor converts them, mean and std applied, batched."""
+    import numpy as np
+    pre = model.data_preprocessor
+    img = data['inputs'][0].numpy().astype(np.float32)
+    mean, std = pre.mean.numpy().astype(np.float32), pre.std.numpy().astype(np.float32)
+    # mmdet's preprocessor keeps the switch private, mmseg's public
+    flip = getattr(pre, 'channel_conversion', getattr(pre, '_channel_conversion', False))
+    return lambda: (((img[::-1] if flip else img) - mean) / std)[None]
+
+
 def make_detector_onnx_step(model, data, size, int8=None):
     """Our Mask R-CNN exported whole (at half the benchmark's size: the graph is dynamic), run as the deployed
     runtime runs it: normalise, the graph, then boxes and pasted masks (davit_deploy.detection)."""
@@ -177,18 +189,14 @@ def make_detector_onnx_step(model, data, size, int8=None):
     from mmdavit.export.detector_graph import DetectorGraph, export_detector
     path = os.path.join(tempfile.mkdtemp(prefix='davit-bench-'), 'maskrcnn.onnx')
     export_detector(DetectorGraph(model.eval()), path, (size[0] // 2, size[1] // 2))
-    pre = model.data_preprocessor
-    img = data['inputs'][0].numpy().astype(np.float32)
-    mean, std = pre.mean.numpy().astype(np.float32), pre.std.numpy().astype(np.float32)
+    normalised, image_size = _runtime_input(model, data), np.array([size], np.int64)
     if int8:
-        x = ((img[::-1] if pre._channel_conversion else img) - mean) / std
-        path = _quantized(path, int8, dict(input=x[None], image_size=np.array([size], np.int64)))
+        path = _quantized(path, int8, dict(input=normalised(), image_size=image_size))
     session = onnx_session(path, threads=torch.get_num_threads())
     names = [o.name for o in session.get_outputs()]
 
     def step():
-        x = ((img[::-1] if pre._channel_conversion else img) - mean) / std
-        out = dict(zip(names, session.run(None, {'input': x[None], 'image_size': np.array([size], np.int64)})))
+        out = dict(zip(names, session.run(None, {'input': normalised(), 'image_size': image_size})))
         return postprocess(out, size, size)
     return step
 
@@ -199,33 +207,25 @@ def make_segmentor_onnx_step(model, data, size, int8=None):
     and class map at input size, which is the image's here)."""
     import tempfile
 
-    import numpy as np
-
     from davit_backbone.export import export_onnx, onnx_session
     from mmdavit.export.graphs import SegmentorGraph
     path = os.path.join(tempfile.mkdtemp(prefix='davit-bench-'), 'upernet.onnx')
     graph = SegmentorGraph(model.eval())
     export_onnx(graph, path, torch.randn(1, 3, max(33, size[0] // 2), max(33, size[1] // 2)), dynamo=False,
                 output_names=graph.output_names)
-    pre = model.data_preprocessor
-    img = data['inputs'][0].numpy().astype(np.float32)
-    mean, std = pre.mean.numpy().astype(np.float32), pre.std.numpy().astype(np.float32)
-
-    def normalised():
-        return (((img[::-1] if pre.channel_conversion else img) - mean) / std)[None]
+    normalised = _runtime_input(model, data)
     if int8:
         path = _quantized(path, int8, dict(input=normalised()))
     session = onnx_session(path, threads=torch.get_num_threads())
     return lambda: session.run(None, {'input': normalised()})
 
 
-def _quantized(path, method, feed):
+def _quantized(path, method, feed, **scope):
     """``path``'s graph with its backbone int8, as tools/deploy.py --int8 writes it (static: calibrated on
-    ``feed``)."""
+    ``feed``); ``scope``: where the backbone's nodes are (mmdavit.export.quantize; a task model's by default)."""
     from mmdavit.export.quantize import quantize
     dst = path[:-len('.onnx')] + '-int8.onnx'
-    # the backbone's nodes are found by module name: in a bare DaViT (ours) they are /stages/..., not /backbone/...
-    quantize(path, dst, method, [feed], **({'scope': '/stages/'} if os.path.basename(path) == 'ours.onnx' else {}))
+    quantize(path, dst, method, [feed], **scope)
     return dst
 
 
@@ -237,7 +237,8 @@ def make_onnx_step(model, x, int8=None):
     example = torch.randn(1, 3, max(33, x.shape[2] // 2), max(33, x.shape[3] // 2))
     export_onnx(model, path, example, dynamo=False)
     if int8:
-        path = _quantized(path, int8, {'input': x.numpy()})
+        # a bare DaViT's nodes are named /stages/..., a task model's backbone's /backbone/...
+        path = _quantized(path, int8, {'input': x.numpy()}, scope='/stages/')
     session = onnx_session(path, threads=torch.get_num_threads())
     feed = {session.get_inputs()[0].name: x.numpy()}
     return lambda: session.run(None, feed)
