@@ -1,7 +1,9 @@
 """Shared test helpers (imported as ``helpers``; conftest puts tests/ on sys.path)."""
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import torch
 
@@ -380,3 +382,28 @@ def assert_tower(model_sd, tower, prefix=''):
     import torch
     for k, v in tower.items():
         assert torch.equal(model_sd[prefix + k], v), k
+
+
+def processes_naming(wd, within=20):
+    """Processes whose command line names ``wd`` after ``within`` seconds, if any (then killed, not to leave a
+    stalled rank behind a failed test)."""
+    def find():
+        found = {}
+        for pid in filter(str.isdigit, os.listdir('/proc')):
+            try:
+                with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                    cmd = f.read().replace(b'\0', b' ').decode(errors='replace')
+            except OSError:
+                continue
+            if str(wd) in cmd and int(pid) != os.getpid():
+                found[int(pid)] = cmd
+        return found
+    deadline = time.time() + within
+    while (left := find()) and time.time() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return left

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from helpers import ROOT, killable_classifier_config, run_tool
+from helpers import ROOT, killable_classifier_config, processes_naming, run_tool
 
 KILLPOINTS = os.path.join(ROOT, 'tests', 'mmdavit', 'training')
 EPOCHS = 3
@@ -90,31 +90,6 @@ class Node:
                 assert n.proc.poll() is None, f'node {n.rank} ended before the stall: {n.output()[-3000:]}'
             assert time.time() < deadline, f'node {self.rank} did not reach iteration {KILL_ITER} in {timeout} s'
             time.sleep(0.05)
-
-
-def processes_naming(wd, within=20):
-    """Processes whose command line names ``wd`` after ``within`` seconds, if any (then killed, not to leave a
-    stalled rank behind a failed test)."""
-    def find():
-        found = {}
-        for pid in filter(str.isdigit, os.listdir('/proc')):
-            try:
-                with open(f'/proc/{pid}/cmdline', 'rb') as f:
-                    cmd = f.read().replace(b'\0', b' ').decode(errors='replace')
-            except OSError:
-                continue
-            if str(wd) in cmd and int(pid) != os.getpid():
-                found[int(pid)] = cmd
-        return found
-    deadline = time.time() + within
-    while (left := find()) and time.time() < deadline:
-        time.sleep(0.2)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    return left
 
 
 def pair(cfg, wd, *args, stall=None):

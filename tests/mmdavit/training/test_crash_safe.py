@@ -16,7 +16,7 @@ import time
 import pytest
 import torch
 
-from helpers import ROOT, killable_classifier_config, run_tool, toy_data
+from helpers import ROOT, killable_classifier_config, processes_naming, run_tool, toy_data
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EPOCHS = 4
@@ -64,33 +64,9 @@ def train(cfg, wd, *args, gpus=None, port=None, **kill):
         proc.wait()
     # torchrun starts each worker in a session of its own, out of reach of that kill: they must die with it, or they
     # train on and write into the work dir beside the resumed run
-    left = _processes_naming(wd, within=20)
+    left = processes_naming(wd, within=20)
     assert not left, f'still running after the launcher was killed: {left}'
     return proc.returncode, open(log_path).read()
-
-
-def _processes_naming(wd, within):
-    """Processes whose command line names ``wd``, if any remain after ``within`` seconds (then killed)."""
-    def find():
-        found = {}
-        for pid in filter(str.isdigit, os.listdir('/proc')):
-            try:
-                with open(f'/proc/{pid}/cmdline', 'rb') as f:
-                    cmd = f.read().replace(b'\0', b' ').decode(errors='replace')
-            except OSError:  # gone meanwhile
-                continue
-            if str(wd) in cmd and int(pid) != os.getpid():
-                found[int(pid)] = cmd
-        return found
-    deadline = time.time() + within
-    while (left := find()) and time.time() < deadline:
-        time.sleep(0.2)
-    for pid in left:  # not to leave stalled ranks behind a failed test
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    return left
 
 
 def _tail(path, n=3000):
