@@ -6,11 +6,13 @@ the interleaved timing that measures them. The tool parses, runs these and print
 ``ours`` is given timm's weights through the converter (``load_pretrained``), so that both compute the same;
 mmpretrain's module has random weights of the same shapes: speed does not depend on the values.
 """
+import ctypes
+import ctypes.util
 import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -21,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 __all__ = ['DTYPES', 'PEAK_TFLOPS', 'TASK_MODELS', 'build_ours', 'build_models', 'build_task_models', 'make_step',
            'make_task_step', 'make_onnx_step', 'make_detector_onnx_step', 'make_segmentor_onnx_step', 'plain_step',
-           'time_interleaved']
+           'time_interleaved', 'keep_freed_memory', 'minor_faults']
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # dense bf16/fp16 tensor-core peaks (TFLOP/s) for the fraction-of-peak column
@@ -251,16 +253,52 @@ def plain_step(step):
     return plain
 
 
-def time_interleaved(steps: Dict[str, Callable], rounds: int, iters: int, device) -> Dict[str, float]:
-    """The median seconds of one call of each step. Each round times every step once, so that drifts (thermal,
-    other load) hit all alike."""
+def minor_faults() -> Optional[int]:
+    """The process's minor page faults so far (all threads): each is a 4 KiB page of a fresh buffer touched for the
+    first time. None where the platform does not count them."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def keep_freed_memory() -> bool:
+    """Tells glibc's malloc to keep freed memory for the next allocation instead of handing it back to the kernel.
+
+    By default glibc serves a buffer above its mmap threshold (adaptive, at most 32 MiB) with a fresh mapping and
+    unmaps it when freed, and trims its heap once more than twice that threshold is free at the top: a model that
+    makes such buffers pays their page faults again on every step, and how many it pays depends on the process's
+    allocation history, not only on the model. With the threshold at its maximum, trimming off and 64 MiB of heap
+    padding, freed buffers are reused without faults. Returns False where malloc is not glibc's (musl, macOS,
+    Windows); the environment variables ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` and
+    ``MALLOC_TOP_PAD_`` do the same for a whole process from its start (docs/performance.md)."""
+    name = ctypes.util.find_library('c')
+    if not name or not sys.platform.startswith('linux'):
+        return False
+    libc = ctypes.CDLL(name)
+    if not hasattr(libc, 'mallopt') or not hasattr(libc, 'gnu_get_libc_version'):
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # glibc's <malloc.h>
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30)
+                and libc.mallopt(m_top_pad, 64 << 20))
+
+
+def time_interleaved(steps: Dict[str, Callable], rounds: int, iters: int,
+                     device) -> Tuple[Dict[str, float], Dict[str, Optional[float]]]:
+    """The median seconds of one call of each step, and its median minor page faults (None where not counted).
+    Each round times every step once, so that drifts (thermal, other load) hit all alike."""
     times = {name: [] for name in steps}
+    faults = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
             sync(device)
-            t0 = time.perf_counter()
+            f0, t0 = minor_faults(), time.perf_counter()
             for _ in range(iters):
                 step()
             sync(device)
             times[name].append((time.perf_counter() - t0) / iters)
-    return {name: statistics.median(t) for name, t in times.items()}
+            if f0 is not None:
+                faults[name].append((minor_faults() - f0) / iters)
+    return ({name: statistics.median(t) for name, t in times.items()},
+            {name: statistics.median(f) if f else None for name, f in faults.items()})

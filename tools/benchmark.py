@@ -9,36 +9,44 @@
     python tools/benchmark.py --maskrcnn --onnx [--size 800 1216]    # + our whole Mask R-CNN, in onnxruntime
     python tools/benchmark.py --upernet --onnx [--size 512 512]      # whole segmenters, + ours in onnxruntime
     python tools/benchmark.py --onnx --int8 [dynamic|static] ...    # + that graph int8 (tools/deploy.py --int8)
+    python tools/benchmark.py --keep-freed-memory ...               # every model without page faults (glibc)
 
 Prints a table and one JSON line: images/s for ``ours`` (with the CPU fast paths this machine chose, see
 davit_backbone/kernels.py), ``plain`` (the same model with every fast path off), ``timm``, ``mmpretrain`` (absent
-when not installed), ``ratio`` = ours / best reference, ``fast_ratio`` = ours / plain, peak memory of one step per model (CUDA: max allocated; CPU: peak of the tensor
-memory PyTorch's allocator handed out, from the profiler's allocation records), and on CUDA the achieved TFLOP/s
-(FLOPs from davit_backbone.flops, the counter of tools/get_flops.py) and its fraction of the device's peak. The
-models and their steps are mmdavit.benchmarking's; mmpretrain is optional. ``settings`` says where it ran: the CPU's model name and the instruction
-set torch dispatches to (AVX2 / AVX512 / AMX...), threads, torch version, and which fast paths ``ours`` took
+when not installed), ``ratio`` = ours / best reference, ``fast_ratio`` = ours / plain, peak memory of one step per
+model (CUDA: max allocated; CPU: peak of the tensor memory PyTorch's allocator handed out, from the profiler's
+allocation records), and on CUDA the achieved TFLOP/s (FLOPs from davit_backbone.flops, the counter of
+tools/get_flops.py) and its fraction of the device's peak. The models and their steps are mmdavit.benchmarking's;
+mmpretrain is optional. ``settings`` says where it ran: the CPU's model name and the instruction set torch
+dispatches to (AVX2 / AVX512 / AMX...), threads, torch version, and which fast paths ``ours`` took
 (``MMDAVIT_FAST_PATHS=0|1|auto|<paths>`` forces them).
 
 --dense benchmarks the backbones as detectors use them (four NCHW maps, default size 800x1216); otherwise the
-ImageNet classifiers. ``ours`` loads timm's weights through the converter; mmpretrain's module (stem padding set to 3,
-as the official model) has random weights of the same shapes: speed does not depend on the values.
+ImageNet classifiers. ``ours`` loads timm's weights through the converter; mmpretrain's module (stem padding set to
+3, as the official model) has random weights of the same shapes: speed does not depend on the values.
 --onnx also exports ours (davit_backbone.export, TorchScript exporter, batch/H/W dynamic) and times it in
 onnxruntime's CPU provider with as many threads as torch uses: ``onnxruntime`` images/s and ``onnx_ratio`` =
 onnxruntime / ours eager (its memory is onnxruntime's own, which the profiler does not see: n/a). With --maskrcnn,
-the whole detector as tools/deploy.py exports it (mmdavit.export.detector_graph), timed with the runtime's post-processing
-(boxes rescaled, masks pasted: davit_deploy.detection), against its eager ``test_step``; with --upernet, the whole
-segmenter as tools/deploy.py exports it (mmdavit.export.graphs.SegmentorGraph). --int8 also times that
-graph's backbone quantised as ``tools/deploy.py --int8`` does (mmdavit.export.quantize; static: calibrated on the
-benchmark's own input), interleaved with the rest: ``onnxruntime_int8`` images/s and ``int8_ratio`` = int8 / fp32
-onnxruntime.
+the whole detector as tools/deploy.py exports it (mmdavit.export.detector_graph), timed with the runtime's
+post-processing (boxes rescaled, masks pasted: davit_deploy.detection), against its eager ``test_step``; with
+--upernet, the whole segmenter as tools/deploy.py exports it (mmdavit.export.graphs.SegmentorGraph). --int8 also
+times that graph's backbone quantised as ``tools/deploy.py --int8`` does (mmdavit.export.quantize; static:
+calibrated on the benchmark's own input), interleaved with the rest: ``onnxruntime_int8`` images/s and
+``int8_ratio`` = int8 / fp32 onnxruntime.
+``page_faults_per_step``: each model's minor page faults per step (the table's faults/step), the pages of fresh
+buffers it touched; on CPU they cost as much as a tenth of a step, and with glibc's default malloc how many a model
+pays depends on the process's allocation history (mmdavit.benchmarking.keep_freed_memory). --keep-freed-memory
+tells glibc to keep freed memory for reuse before anything is built, so that every model runs without them and the
+comparison is of compute alone; ``settings.allocator`` says which.
 --with-cp also measures ours without checkpointing and reports ``with_cp_memory_ratio`` (peak with / without).
---ours-only leaves timm, mmpretrain and plain out (``ratio`` null): for a tower as big as huge_fl (360M parameters, their
-AdamW states and the step's activations) three copies do not fit beside each other, and each costs minutes a step.
+--ours-only leaves timm, mmpretrain and plain out (``ratio`` null): for a tower as big as huge_fl (360M parameters,
+their AdamW states and the step's activations) three copies do not fit beside each other, and each costs minutes a
+step.
 --maskrcnn compares whole detectors instead (needs mmdet): our DaViT-T Mask R-CNN config against mmdet's own Swin-T
 Mask R-CNN (same FLOPs class), batch 1 inference through ``test_step`` (preprocessing, backbone, FPN, RPN, RoI and
 mask heads, post-processing), random weights and ``score_thr=0`` so both keep 100 detections and run the mask head
-on all of them. --upernet does the same for segmenters: our DaViT-T UPerNet config against mmseg's own Swin-T UPerNet,
-batch 1 at 512x512 through ``test_step`` (whole-image inference, the class map at the image's size).
+on all of them. --upernet does the same for segmenters: our DaViT-T UPerNet config against mmseg's own Swin-T
+UPerNet, batch 1 at 512x512 through ``test_step`` (whole-image inference, the class map at the image's size).
 """
 import argparse
 import json
@@ -56,7 +64,7 @@ from davit_backbone.flops import count_macs  # noqa: E402
 from davit_backbone.memory import peak_memory_mib  # noqa: E402
 from mmdavit.benchmarking import (DTYPES, PEAK_TFLOPS, build_models, build_ours, build_task_models,  # noqa: E402
                                   make_detector_onnx_step, make_onnx_step, make_segmentor_onnx_step, make_step,
-                                  make_task_step, plain_step, time_interleaved)
+                                  make_task_step, keep_freed_memory, plain_step, time_interleaved)
 
 
 def run(args):
@@ -73,6 +81,11 @@ def run(args):
         raise SystemExit('--onnx times fp32 inference on the CPU')
     if args.int8 and not args.onnx:
         raise SystemExit('--int8 times the onnxruntime graph int8: pass --onnx too')
+    allocator = 'default'
+    if args.keep_freed_memory:
+        if not keep_freed_memory():
+            raise SystemExit('--keep-freed-memory needs glibc (Linux); this malloc cannot be told')
+        allocator = 'glibc, freed memory kept'
     torch.manual_seed(0)
     if task:
         if args.mode != 'infer':
@@ -116,7 +129,7 @@ def run(args):
     measurable = not (args.compile and device.type == 'cpu')
     memory = {name: peak_memory_mib(step, device) if measurable and not name.startswith('onnxruntime') else None
               for name, step in {**steps, **extra}.items()}
-    seconds = time_interleaved(steps, args.rounds, args.iters, device)
+    seconds, faults = time_interleaved(steps, args.rounds, args.iters, device)
     batch = 1 if task else args.batch
     ips = {name: batch / s for name, s in seconds.items()}
     refs = {k: v for k, v in ips.items() if k not in ('ours', 'plain', 'onnxruntime', 'onnxruntime_int8')}
@@ -129,6 +142,7 @@ def run(args):
     if 'onnxruntime_int8' in ips:
         result['int8_ratio'] = round(ips['onnxruntime_int8'] / ips['onnxruntime'], 3)
     result['peak_mem_mib'] = {k: None if v is None else round(v, 1) for k, v in memory.items()}
+    result['page_faults_per_step'] = {k: None if v is None else round(v) for k, v in faults.items()}
     if extra and measurable:
         result['with_cp_memory_ratio'] = round(memory['ours'] / memory['ours_without_cp'], 3)
     if not task:
@@ -153,7 +167,7 @@ def run(args):
                                 cpu=kernels.cpu_model(), capability=torch.backends.cpu.get_cpu_capability(),
                                 machine=platform.machine(), cores=os.cpu_count(),
                                 fast_paths=sorted(kernels.active_paths()) if device.type == 'cpu' else [],
-                                fast_paths_setting=os.environ.get(kernels.ENV_VAR, 'auto')))
+                                fast_paths_setting=os.environ.get(kernels.ENV_VAR, 'auto'), allocator=allocator))
     return result
 
 
@@ -166,10 +180,14 @@ def print_table(r):
           f"{' with_cp' if s['with_cp'] else ''}, torch {s['torch']}, {s['threads']} threads")
     print(f"CPU {s['cpu']} ({s['capability']}), fast paths: {', '.join(s['fast_paths']) or 'none'} "
           f"({kernels.ENV_VAR}={s['fast_paths_setting']})")
-    print(f"{'model':<17}{'images/s':>12}{'ours is':>10}{'peak MiB':>12}" + (f"{'TFLOP/s':>10}" if 'tflops' in r else ''))
+    print(f"allocator: {s['allocator']}")
+    print(f"{'model':<17}{'images/s':>12}{'ours is':>10}{'peak MiB':>12}{'faults/step':>13}"
+          + (f"{'TFLOP/s':>10}" if 'tflops' in r else ''))
     for n in names:
-        mem = r['peak_mem_mib'][n]
-        row = f"{n:<17}{r[n]:>12.2f}{r['ours'] / r[n]:>9.3f}x" + (f"{mem:>12.1f}" if mem is not None else f"{'n/a':>12}")
+        mem, faults = r['peak_mem_mib'][n], r['page_faults_per_step'][n]
+        row = f"{n:<17}{r[n]:>12.2f}{r['ours'] / r[n]:>9.3f}x"
+        row += f"{mem:>12.1f}" if mem is not None else f"{'n/a':>12}"
+        row += f"{faults:>13d}" if faults is not None else f"{'n/a':>13}"
         if 'tflops' in r:
             row += f"{r['tflops'][n]:>10.1f}"
         print(row)
@@ -208,6 +226,8 @@ def main(argv=None):
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--iters', type=int, default=3)
     p.add_argument('--rounds', type=int, default=5)
+    p.add_argument('--keep-freed-memory', action='store_true',
+                   help="glibc keeps freed memory for reuse (no page faults of fresh buffers), for every model alike")
     p.add_argument('--out', help='also append the JSON line to this file')
     args = p.parse_args(argv)
     r = run(args)

@@ -91,14 +91,17 @@ def _table_says_what_json_says(stdout, result):
     """Every row of the printed table (images/s, ours relative to the row, peak MiB) and the ratio line against the
     JSON line printed after it: a reader of either sees the same measurement."""
     rows = {m.group(1): m.groups()[1:] for m in re.finditer(
-        r'^(ours|plain|timm|mmpretrain|swin|onnxruntime)\s+([0-9.]+)\s+([0-9.]+)x\s+([0-9.]+|n/a)', stdout, re.M)}
+        r'^(ours|plain|timm|mmpretrain|swin|onnxruntime)\s+([0-9.]+)\s+([0-9.]+)x\s+([0-9.]+|n/a)\s+([0-9]+|n/a)$',
+        stdout, re.M)}
     models = [k for k in ('ours', 'plain', 'timm', 'mmpretrain', 'swin', 'onnxruntime') if k in result]
     assert sorted(rows) == sorted(models), stdout
-    for name, (ips, rel, mem) in rows.items():
+    for name, (ips, rel, mem, faults) in rows.items():
         assert float(ips) == pytest.approx(result[name], abs=0.006)
         assert float(rel) == pytest.approx(result['ours'] / result[name], abs=6e-4)
         expected_mem = result['peak_mem_mib'][name]
         assert mem == 'n/a' if expected_mem is None else float(mem) == pytest.approx(expected_mem, abs=0.06)
+        assert faults == str(result['page_faults_per_step'][name])  # a count on Linux, where the suite runs
+    assert f"allocator: {result['settings']['allocator']}" in stdout
     ratio = re.search(r'^ratio \(ours / best reference\): ([0-9.]+)$', stdout, re.M)
     assert (ratio and float(ratio.group(1))) == result['ratio']  # no line without references (--ours-only)
     if 'fast_ratio' in result:
@@ -133,6 +136,18 @@ def test_benchmark_classifier_and_dense_training_with_cp(tmp_path):
     r = _benchmark(tmp_path, '--ours-only', '--size', '64', '--batch', '1')
     assert {k for k in ('ours', 'plain', 'timm', 'mmpretrain') if k in r} == {'ours'} and r['ratio'] is None
     assert r['peak_mem_mib']['ours'] > 0 and r['settings']['ours_only'] is True
+    assert r['settings']['allocator'] == 'default'
+
+
+def test_benchmark_keeps_freed_memory_and_counts_page_faults(tmp_path):
+    """At 224x224 DaViT-T's first-stage buffers (3 MiB and up at batch 1) are above glibc's starting mmap
+    threshold: with the default malloc the plain forward, which makes a fresh one per op, faults pages in every step;
+    told to keep freed memory, no model does once warm."""
+    r = _benchmark(tmp_path, '--size', '224', '--batch', '1', '--rounds', '2')
+    assert r['page_faults_per_step']['plain'] > 100, r['page_faults_per_step']
+    r = _benchmark(tmp_path, '--size', '224', '--batch', '1', '--rounds', '2', '--keep-freed-memory')
+    assert r['settings']['allocator'] == 'glibc, freed memory kept'
+    assert max(r['page_faults_per_step'].values()) <= 20, r['page_faults_per_step']  # a stray Python arena at most
 
 
 def test_benchmark_onnxruntime_beside_eager(tmp_path):
