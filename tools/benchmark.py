@@ -81,7 +81,8 @@ def run(args):
         raise SystemExit('--onnx times fp32 inference on the CPU')
     if args.int8 and not args.onnx:
         raise SystemExit('--int8 times the onnxruntime graph int8: pass --onnx too')
-    allocator = 'default'
+    tuned = sorted(k for k in ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_') if k in os.environ)
+    allocator = f"glibc, {', '.join(tuned)} set" if tuned else 'default'
     if args.keep_freed_memory:
         if not keep_freed_memory():
             raise SystemExit('--keep-freed-memory needs glibc (Linux); this malloc cannot be told')
