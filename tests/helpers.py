@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import torch
@@ -110,8 +111,79 @@ def scalars(work_dir):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def python_tool(*args, **kw):
-    return run_tool(sys.executable, *args, **kw)
+# environment variables that a library reads when it loads or the process starts, not when a tool runs: a run that
+# sets one differently from the tool server's start gets a fresh interpreter
+FRESH_ENV = ('PYTHON', 'LD_', 'MALLOC_', 'MKL_', 'KMP_', 'GOMP_', 'OMP_', 'CUDA_', 'TORCH_', 'DAVIT_VENV')
+_server = None
+_server_env = None
+_server_buffer = b''
+_server_lock = threading.Lock()
+
+
+def _needs_fresh_interpreter(env):
+    def fresh(k):
+        return k.startswith(FRESH_ENV) and k not in ('OMP_NUM_THREADS', 'PYTHONUNBUFFERED')
+    keys = {k for k in set(env) | set(_server_env or env) if fresh(k)}
+    return any(env.get(k) != (_server_env or env).get(k) for k in keys)
+
+
+def _tool_server(env):
+    global _server, _server_env, _server_buffer
+    if _server is None or _server.poll() is not None:
+        _server = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tests', 'tool_server.py')], cwd=ROOT,
+                                   env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        _server_env, _server_buffer = env, b''
+        assert _read_line(_server, time.monotonic() + 300) == 'ready', 'tests/tool_server.py did not start'
+    return _server
+
+
+def _read_line(server, deadline):
+    """The server's next line, or None at the deadline (the pipe is read unbuffered: select sees all there is)."""
+    import select
+    global _server_buffer
+    fd = server.stdout.fileno()
+    while b'\n' not in _server_buffer:
+        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise RuntimeError('tests/tool_server.py ended')
+        _server_buffer += chunk
+    line, _server_buffer = _server_buffer.split(b'\n', 1)
+    return line.decode()
+
+
+def python_tool(*args, env=None, timeout=900, cwd=ROOT, fresh=False):
+    """``python TOOL ARGS`` from the repo root, as ``run_tool`` runs it, in a child forked from a warm interpreter
+    (tests/tool_server.py) that has the libraries imported: the same process boundary without 5-7 s of imports.
+    ``fresh=True`` (a test of what a new process starts with), interpreter options (``-c``, ``-m``),
+    ``DAVIT_TEST_FORK=0``, or an environment that libraries read at start-up run a fresh interpreter instead."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
+    full_env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + full_env.get('PATH', '')
+    if (fresh or str(args[0]).startswith('-') or os.environ.get('DAVIT_TEST_FORK', '1') == '0'
+            or _needs_fresh_interpreter(full_env)):
+        return run_tool(sys.executable, *args, env=env, timeout=timeout, cwd=cwd)
+    import json
+    import tempfile
+    with _server_lock, tempfile.TemporaryDirectory(prefix='tool-run-') as tmp:
+        server = _tool_server(full_env)
+        out, err = os.path.join(tmp, 'out'), os.path.join(tmp, 'err')
+        server.stdin.write(json.dumps(dict(argv=list(map(str, args)), cwd=str(cwd), env=full_env, out=out,
+                                           err=err)).encode() + b'\n')
+        deadline = time.monotonic() + timeout
+        pid = int(_read_line(server, deadline).split()[1])
+        line = _read_line(server, deadline)
+        timed_out = line is None
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)
+            line = _read_line(server, time.monotonic() + 60)
+        code = os.waitstatus_to_exitcode(int(line.split()[1]))
+        with open(out, errors='replace') as f_out, open(err, errors='replace') as f_err:
+            stdout, stderr = f_out.read(), f_err.read()
+    cmd = [sys.executable, *map(str, args)]
+    if timed_out:
+        raise subprocess.TimeoutExpired(cmd, timeout, output=stdout, stderr=stderr)
+    return subprocess.CompletedProcess(cmd, code, stdout, stderr)
 
 
 def detections_of(predictions):
