@@ -30,18 +30,20 @@ def seed():
     torch.manual_seed(0)
 
 
-# seconds each file's tests took in the suite (2026-12-06, 2 workers on the 2-core AVX2 EPYC), for the order below
-# only: a file missing here is placed by its slow tests, a stale figure costs balance, never a result
+# seconds each file's tests took in the suite (2026-12-06, tool runs forked, 2 workers on the 2-core AVX2 EPYC), for
+# the order below only: a file missing here is placed by its slow tests, a stale figure costs balance, never a result
 FILE_SECONDS = {
-    'tests/docs/test_custom_dataset.py': 350, 'tests/tools/test_tools.py': 345, 'tests/tools/test_demo.py': 335,
-    'tests/mmseg_davit/test_train_test.py': 240, 'tests/mmdet_davit/test_train_test.py': 220,
-    'tests/mmdavit/training/test_crash_safe.py': 220, 'tests/tools/test_multinode.py': 200,
-    'tests/tools/test_gpu_check.py': 150, 'tests/tools/test_reliability_cli.py': 150,
-    'tests/davit_backbone/test_export.py': 110, 'tests/tools/test_infer.py': 100, 'tests/tools/test_deploy.py': 95,
-    'tests/davit_backbone/test_timm_contract.py': 92, 'tests/mmcls_davit/test_train_validate.py': 90,
-    'tests/mmdet_davit/test_dino_toy.py': 70, 'tests/davit_backbone/test_florence2.py': 68,
-    'tests/mmseg_davit/test_mmseg_entry_points.py': 66, 'tests/mmseg_davit/test_mask2former_toy.py': 60,
-    'tests/mmdet_davit/test_mmdet_entry_points.py': 52,
+    'tests/mmdavit/training/test_crash_safe.py': 380, 'tests/tools/test_multinode.py': 270,
+    'tests/tools/test_gpu_check.py': 260, 'tests/tools/test_tools.py': 240, 'tests/docs/test_custom_dataset.py': 200,
+    'tests/tools/test_deploy.py': 170, 'tests/mmdet_davit/test_configs.py': 170,
+    'tests/davit_backbone/test_export.py': 140, 'tests/mmdet_davit/test_train_test.py': 140,
+    'tests/tools/test_demo.py': 140, 'tests/davit_backbone/test_timm_contract.py': 120,
+    'tests/davit_backbone/test_florence2.py': 100, 'tests/mmseg_davit/test_train_test.py': 90,
+    'tests/tools/test_infer.py': 80, 'tests/mmcls_davit/test_train_validate.py': 60,
+    'tests/tools/test_reliability_cli.py': 60, 'tests/mmseg_davit/test_configs.py': 60,
+    'tests/davit_backbone/test_convert.py': 50, 'tests/davit_backbone/test_kernels.py': 40,
+    'tests/davit_backbone/test_davit.py': 30, 'tests/mmdavit/training/test_checkpoint_hook.py': 30,
+    'tests/mmdavit/test_mim.py': 30,
 }
 
 
