@@ -23,8 +23,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 __all__ = ['DTYPES', 'PEAK_TFLOPS', 'TASK_MODELS', 'build_ours', 'build_models', 'build_task_models', 'make_step',
            'make_task_step', 'make_onnx_step', 'make_detector_onnx_step', 'make_segmentor_onnx_step', 'plain_step',
-           'time_interleaved', 'keep_freed_memory', 'minor_faults']
+           'time_interleaved', 'keep_freed_memory', 'allocator_setting', 'minor_faults', 'MALLOC_ENV']
 
+# glibc's malloc settings read at process start, which do what keep_freed_memory does for a whole process
+MALLOC_ENV = ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_')
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # dense bf16/fp16 tensor-core peaks (TFLOP/s) for the fraction-of-peak column
 PEAK_TFLOPS = {'H100': {'bf16': 989.0, 'fp16': 989.0, 'fp32': 67.0}, 'H200': {'bf16': 989.0, 'fp16': 989.0,
@@ -271,8 +273,8 @@ def keep_freed_memory() -> bool:
     makes such buffers pays their page faults again on every step, and how many it pays depends on the process's
     allocation history, not only on the model. With the threshold at its maximum, trimming off and 64 MiB of heap
     padding, freed buffers are reused without faults. Returns False where malloc is not glibc's (musl, macOS,
-    Windows); the environment variables ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` and
-    ``MALLOC_TOP_PAD_`` do the same for a whole process from its start (docs/performance.md)."""
+    Windows); the environment variables ``MALLOC_ENV`` do the same for a whole process from its start
+    (docs/performance.md)."""
     name = ctypes.util.find_library('c')
     if not name or not sys.platform.startswith('linux'):
         return False
@@ -282,6 +284,15 @@ def keep_freed_memory() -> bool:
     m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # glibc's <malloc.h>
     return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30)
                 and libc.mallopt(m_top_pad, 64 << 20))
+
+
+def allocator_setting(kept: bool) -> str:
+    """What the benchmark's JSON says of the allocator: freed memory kept (``keep_freed_memory`` succeeded), the
+    ``MALLOC_ENV`` variables set in the environment, or the default."""
+    if kept:
+        return 'glibc, freed memory kept'
+    tuned = sorted(k for k in MALLOC_ENV if k in os.environ)
+    return f"glibc, {', '.join(tuned)} set" if tuned else 'default'
 
 
 def time_interleaved(steps: Dict[str, Callable], rounds: int, iters: int,

@@ -123,8 +123,8 @@ _server_lock = threading.Lock()
 def _needs_fresh_interpreter(env):
     def fresh(k):
         return k.startswith(FRESH_ENV) and k not in ('OMP_NUM_THREADS', 'PYTHONUNBUFFERED')
-    keys = {k for k in set(env) | set(_server_env or env) if fresh(k)}
-    return any(env.get(k) != (_server_env or env).get(k) for k in keys)
+    started = _server_env or env  # no server yet: it will start with this environment
+    return any(env.get(k) != started.get(k) for k in set(env) | set(started) if fresh(k))
 
 
 def _tool_server(env):

@@ -62,9 +62,9 @@ import torch  # noqa: E402
 from davit_backbone import kernels  # noqa: E402
 from davit_backbone.flops import count_macs  # noqa: E402
 from davit_backbone.memory import peak_memory_mib  # noqa: E402
-from mmdavit.benchmarking import (DTYPES, PEAK_TFLOPS, build_models, build_ours, build_task_models,  # noqa: E402
-                                  make_detector_onnx_step, make_onnx_step, make_segmentor_onnx_step, make_step,
-                                  make_task_step, keep_freed_memory, plain_step, time_interleaved)
+from mmdavit.benchmarking import (DTYPES, PEAK_TFLOPS, allocator_setting, build_models, build_ours,  # noqa: E402
+                                  build_task_models, keep_freed_memory, make_detector_onnx_step, make_onnx_step,
+                                  make_segmentor_onnx_step, make_step, make_task_step, plain_step, time_interleaved)
 
 
 def run(args):
@@ -81,12 +81,8 @@ def run(args):
         raise SystemExit('--onnx times fp32 inference on the CPU')
     if args.int8 and not args.onnx:
         raise SystemExit('--int8 times the onnxruntime graph int8: pass --onnx too')
-    tuned = sorted(k for k in ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_') if k in os.environ)
-    allocator = f"glibc, {', '.join(tuned)} set" if tuned else 'default'
-    if args.keep_freed_memory:
-        if not keep_freed_memory():
-            raise SystemExit('--keep-freed-memory needs glibc (Linux); this malloc cannot be told')
-        allocator = 'glibc, freed memory kept'
+    if args.keep_freed_memory and not keep_freed_memory():
+        raise SystemExit('--keep-freed-memory needs glibc (Linux); this malloc cannot be told')
     torch.manual_seed(0)
     if task:
         if args.mode != 'infer':
@@ -168,7 +164,8 @@ def run(args):
                                 cpu=kernels.cpu_model(), capability=torch.backends.cpu.get_cpu_capability(),
                                 machine=platform.machine(), cores=os.cpu_count(),
                                 fast_paths=sorted(kernels.active_paths()) if device.type == 'cpu' else [],
-                                fast_paths_setting=os.environ.get(kernels.ENV_VAR, 'auto'), allocator=allocator))
+                                fast_paths_setting=os.environ.get(kernels.ENV_VAR, 'auto'),
+                                allocator=allocator_setting(args.keep_freed_memory)))
     return result
 
 
